@@ -1,0 +1,197 @@
+"""Command-line interface: each command is a thin wrapper over a plain function.
+
+    diplostance train CONFIG [--set key=value ...] [--output DIR] [--resume] [--force]
+    diplostance evaluate MODEL [--split test | --data FILE] [--out DIR]
+    diplostance baseline [--config CONFIG] [--split test] [--out DIR]
+    diplostance score MODEL INPUT... [--out FILE] [--html DIR] [--summary FILE] ...
+    diplostance export MODEL
+    diplostance data check [DIR]
+    diplostance data build AUTHORED... [--out DIR]
+    diplostance demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _setup_env() -> None:
+    # datasets/transformers read these at import time; without them, a network call per load.
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"diplostance: error: {message}", file=sys.stderr)
+    return code
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train
+
+    config = load_config(a.config, a.set)
+    result = train(config, output=a.output, resume=a.resume, force=a.force, quiet=a.quiet)
+    print(json.dumps({"output": str(result.output), "thresholds": result.thresholds,
+                      "dev_macro_f1": result.metrics.get("dev", {}).get("macro_f1"),
+                      "test_macro_f1": result.metrics.get("test", {}).get("macro_f1"),
+                      "seconds": round(result.seconds, 1)}, indent=2))
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_model
+
+    result = evaluate_model(a.model, split=a.split, data=a.data, out_dir=a.out, baseline=not a.no_baseline,
+                            backend=a.backend)
+    print(result.summary())
+    print(f"reports written to {result.out_dir}")
+    return 0
+
+
+def cmd_baseline(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_baseline
+
+    result = evaluate_baseline(a.config, split=a.split, out_dir=a.out)
+    print(result.summary())
+    print(f"reports written to {result.out_dir}")
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from .score import score_command
+
+    return score_command(a)
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .exporters.onnx import export_onnx
+
+    for path in export_onnx(a.model, quantize=not a.no_int8):
+        print(path)
+    return 0
+
+
+def cmd_data_check(a: argparse.Namespace) -> int:
+    from .corpus import check_corpus, format_stats
+
+    report = check_corpus(a.dir)
+    print(format_stats(report.stats))
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if report.problems:
+        return _fail(f"{len(report.problems)} problem(s) in {a.dir}", 1)
+    print(f"{a.dir}: OK")
+    return 0
+
+
+def cmd_data_build(a: argparse.Namespace) -> int:
+    from .corpus import build_corpus
+
+    adjudicated = None
+    if a.adjudicated:
+        adjudicated = {}
+        from .corpus import read_jsonl
+
+        for _, row in read_jsonl(a.adjudicated):
+            adjudicated[row["id"]] = row["labels"]
+    counts = build_corpus(a.authored, a.out, seed=a.seed, adjudicated=adjudicated)
+    print(json.dumps(counts))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(force_train=a.retrain)
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diplostance", description=__doc__.split("\n")[0])
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"diplostance {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from a TOML recipe")
+    t.add_argument("config", help="TOML recipe, e.g. training/offline.toml")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set training.epochs=3 (repeatable)")
+    t.add_argument("--output", help="model directory (default: the recipe's output)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="replace an existing output directory")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a model directory; writes evaluate/<model name>/")
+    e.add_argument("model")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    g.add_argument("--data", help="a labelled JSONL file instead of a split")
+    e.add_argument("--out", help="report folder (default evaluate/<model name>)")
+    e.add_argument("--backend", default="fp32", help="scoring backend (see 'score --help')")
+    e.add_argument("--no-baseline", action="store_true", help="do not train and show the TF-IDF baseline")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("baseline", help="TF-IDF + logistic regression baseline, evaluated like a model")
+    b.add_argument("--config", default="training/offline.toml", help="recipe whose data paths to use")
+    b.add_argument("--split", default="test", choices=["dev", "test"])
+    b.add_argument("--out", help="report folder (default evaluate/baseline)")
+    b.set_defaults(func=cmd_baseline)
+
+    s = sub.add_parser("score", help="label every sentence of readouts")
+    from .score import add_score_arguments
+
+    add_score_arguments(s)
+    s.set_defaults(func=cmd_score)
+
+    x = sub.add_parser("export", help="write ONNX files (fp32 and int8) into a model directory")
+    x.add_argument("model")
+    x.add_argument("--no-int8", action="store_true", help="skip the int8 quantised file")
+    x.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("data", help="corpus tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser("check", help="validate a corpus folder and print its statistics")
+    c.add_argument("dir", nargs="?", default="data")
+    c.set_defaults(func=cmd_data_check)
+    bd = dsub.add_parser("build", help="build split files from authored documents")
+    bd.add_argument("authored", nargs="+")
+    bd.add_argument("--out", default="data")
+    bd.add_argument("--seed", type=int, default=13)
+    bd.add_argument("--adjudicated", help="JSONL of {id, labels} overriding the authored labels")
+    bd.set_defaults(func=cmd_data_build)
+
+    m = sub.add_parser("demo", help="train the offline model if needed, score the sample readouts")
+    m.add_argument("--retrain", action="store_true")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _setup_env()
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .corpus import CorpusError
+    from .modeling import HubUnavailableError, ModelDirError
+    from .train import OutputExistsError
+
+    try:
+        return args.func(args)
+    except (ConfigError, CorpusError, ModelDirError, HubUnavailableError, OutputExistsError,
+            FileNotFoundError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

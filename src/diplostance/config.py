@@ -1,0 +1,180 @@
+"""The run configuration: one TOML file fully describes a training run.
+
+Sections map to dataclasses; unknown keys and wrong types are refused with a message naming
+the key.  The resolved configuration is saved in the model directory (``training_config.toml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key."""
+
+
+@dataclass
+class ModelArgs:
+    #: "offline" (small CamemBERT trained here from the corpus) or a hub id / local path of a
+    #: CamemBERT checkpoint, e.g. "almanach/camembert-base".
+    base: str = "offline"
+    max_length: int = 128
+    # Architecture of the offline model (ignored for a pretrained base).
+    vocab_size: int = 8000
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    dropout: float = 0.1
+
+
+@dataclass
+class DataArgs:
+    train: str = "data/sentences/train.jsonl"
+    dev: str = "data/sentences/dev.jsonl"
+    test: str = "data/sentences/test.jsonl"
+    text_field: str = "text"
+    labels_field: str = "labels"
+    #: Cap on training examples (0 = all); for quick experiments and tests.
+    limit: int = 0
+
+
+@dataclass
+class PretrainArgs:
+    """Masked-language pretraining of the offline model on the corpus text before fine-tuning."""
+
+    epochs: float = 0.0
+    learning_rate: float = 5e-4
+    batch_size: int = 32
+    mlm_probability: float = 0.15
+    #: Extra plain-text files (one passage per line) to pretrain on, besides the training sentences.
+    extra_text: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainingArgs:
+    epochs: float = 10.0
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    seed: int = 42
+    #: Positive-class weights for BCE: "none", "auto" (negatives/positives per label, capped at 10).
+    pos_weight: str = "none"
+    #: Stop when dev macro-F1 has not improved for this many evaluations (0 = never).
+    early_stopping_patience: int = 3
+    group_by_length: bool = True
+    bf16: bool = False
+    #: Number of CPU threads (0 = leave torch's default).
+    threads: int = 0
+    #: Dev evaluation every N steps (0 = once per epoch).
+    eval_steps: int = 0
+    logging_steps: int = 20
+
+
+@dataclass
+class RunConfig:
+    name: str = "offline"
+    output: str = "models/offline"
+    model: ModelArgs = field(default_factory=ModelArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    pretrain: PretrainArgs = field(default_factory=PretrainArgs)
+    training: TrainingArgs = field(default_factory=TrainingArgs)
+
+    @property
+    def is_offline(self) -> bool:
+        return self.model.base == "offline"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+
+def _check_type(value: Any, expected: Any, key: str) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected in (int, float) and isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(f"{key}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; known keys in "
+                          f"{'[' + prefix.rstrip('.') + ']' if prefix else 'the top level'}: {sorted(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _fill(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string such as models/x or almanach/camembert-base
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as TOML, else taken as strings)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (e.g. training.epochs=3), got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a table")
+        node[parts[-1]] = _parse_value(raw.strip())
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = apply_overrides(data, overrides or [])
+    config = _fill(RunConfig, data, "")
+    if config.training.pos_weight not in ("none", "auto"):
+        raise ConfigError(f"training.pos_weight: expected 'none' or 'auto', got {config.training.pos_weight!r}")
+    if config.model.max_length < 8:
+        raise ConfigError(f"model.max_length: expected at least 8, got {config.model.max_length}")
+    if config.model.hidden_size % config.model.num_heads:
+        raise ConfigError(f"model.hidden_size ({config.model.hidden_size}) must be divisible by "
+                          f"model.num_heads ({config.model.num_heads})")
+    return config
+
+

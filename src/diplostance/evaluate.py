@@ -1,0 +1,195 @@
+"""Evaluation of a model directory (or the baseline) on a labelled split: metrics, figures,
+errors and a Markdown report, written to ``evaluate/<name>/``."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .corpus import Example, load_examples
+from .labels import LABELS, primary_label, to_vector
+
+
+@dataclass
+class EvalResult:
+    name: str
+    split: str
+    metrics: dict
+    out_dir: Path
+    baseline: dict | None = None
+    files: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        rows = [("macro F1", "macro_f1"), ("micro F1", "micro_f1"), ("exact match", "exact_match"),
+                ("F1 of none", "none_f1")]
+        head = f"{self.name} on {self.split} ({self.metrics['n']} sentences)"
+        lines = [head]
+        for title, key in rows:
+            base = f"   baseline {self.baseline[key]:.3f}" if self.baseline else ""
+            lines.append(f"  {title:<12} {self.metrics[key]:.3f}{base}")
+        for label in LABELS:
+            base = f"   baseline {self.baseline['per_label'][label]['f1']:.3f}" if self.baseline else ""
+            lines.append(f"  F1 {label:<9} {self.metrics['per_label'][label]['f1']:.3f}{base}")
+        return "\n".join(lines)
+
+
+def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds, report: dict, ece_bins) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    files = []
+    cm = np.array(report["primary_confusion"]["matrix"])
+    names = report["primary_confusion"]["labels"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted primary label")
+    ax.set_ylabel("gold primary label")
+    ax.set_title(f"{name}: primary-label confusion")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=110)
+    plt.close(fig)
+    files.append("confusion_matrix.png")
+
+    fig, axes = plt.subplots(1, len(LABELS), figsize=(4 * len(LABELS), 3.6), sharey=True)
+    for j, (label, ax) in enumerate(zip(LABELS, axes)):
+        if y[:, j].sum():
+            p, r, t = precision_recall_curve(y[:, j], probs[:, j])
+            ax.plot(r, p)
+            k = np.searchsorted(t, thresholds[j]) if len(t) else 0
+            k = min(k, len(p) - 1)
+            ax.scatter([r[k]], [p[k]], color="red", zorder=3, label=f"threshold {thresholds[j]:.2f}")
+            ax.legend(loc="lower left")
+        ax.set_title(label)
+        ax.set_xlabel("recall")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("precision")
+    fig.suptitle(f"{name}: precision-recall per label")
+    fig.tight_layout()
+    fig.savefig(out / "pr_curves.png", dpi=110)
+    plt.close(fig)
+    files.append("pr_curves.png")
+
+    ece, bins = ece_bins
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.bar([b["lo"] for b in bins], [b["accuracy"] for b in bins], width=0.1, align="edge", alpha=0.7,
+           edgecolor="black", label="observed frequency")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="red", label="bin mean")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("fraction positive")
+    ax.set_title(f"{name}: reliability (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=110)
+    plt.close(fig)
+    files.append("reliability.png")
+    return files
+
+
+def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict | None, files: list[str],
+               thresholds) -> str:
+    cols = ["model"] + (["baseline (TF-IDF + LR)"] if baseline else [])
+    lines = [f"# Evaluation of {name} on {split}", "", f"{report['n']} sentences. Thresholds tuned on dev: "
+             + ", ".join(f"{l} {t:.3f}" for l, t in zip(LABELS, thresholds)) + ".", "",
+             "| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+
+    def row(title, get):
+        vals = [get(report)] + ([get(baseline)] if baseline else [])
+        lines.append(f"| {title} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+
+    for label in LABELS:
+        for m in ("precision", "recall", "f1"):
+            row(f"{label} {m}", lambda r, l=label, m=m: r["per_label"][l][m])
+    for title, key in (("micro F1", "micro_f1"), ("macro F1", "macro_f1"), ("exact match", "exact_match"),
+                       ("F1 of none", "none_f1"), ("primary-label accuracy", "primary_accuracy")):
+        row(title, lambda r, k=key: r[k])
+    lines += ["", f"Expected calibration error (all labels, 10 bins): {ece:.3f}", "",
+              "## Primary-label confusion (rows gold, columns predicted)", ""]
+    names = report["primary_confusion"]["labels"]
+    lines += ["| gold \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for n, r in zip(names, report["primary_confusion"]["matrix"]):
+        lines.append(f"| {n} | " + " | ".join(map(str, r)) + " |")
+    lines += [""] + [f"![{f}]({f})" for f in files] + ["", "Misclassified sentences: `errors.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | Path, name: str, split: str, examples: list[Example], probs: np.ndarray,
+                 thresholds, baseline: dict | None = None, extra: dict | None = None) -> EvalResult:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    y = np.array([to_vector(e.labels) for e in examples], dtype=int)
+    pred = metrics.decide(probs, thresholds)
+    report = metrics.multilabel_report(y, pred)
+    ece, bins = metrics.expected_calibration_error(y, probs)
+    files = _figures(out, name, y, probs, thresholds, report, (ece, bins))
+    with open(out / "errors.jsonl", "w", encoding="utf-8") as f:
+        for e, yt, yp, p in zip(examples, y, pred, probs):
+            if (yt != yp).any():
+                gold = [l for l, v in zip(LABELS, yt) if v]
+                got = [l for l, v in zip(LABELS, yp) if v]
+                f.write(json.dumps({"id": e.id, "text": e.text, "gold": gold, "predicted": got,
+                                    "gold_primary": primary_label(gold), "predicted_primary": primary_label(got),
+                                    "probabilities": {l: round(float(x), 4) for l, x in zip(LABELS, p)}},
+                                   ensure_ascii=False) + "\n")
+    payload = {"name": name, "split": split, "thresholds": list(map(float, thresholds)), "metrics": report,
+               "ece": ece, "calibration_bins": bins, "baseline": baseline, **(extra or {})}
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "report.md").write_text(_report_md(name, split, report, ece, baseline, files, thresholds), encoding="utf-8")
+    return EvalResult(name, split, report, out, baseline, files + ["errors.jsonl", "metrics.json", "report.md"])
+
+
+def _baseline_report(train_path: str, dev_path: str, examples: list[Example]) -> dict:
+    from .baseline import TfidfBaseline
+
+    base = TfidfBaseline().fit(load_examples(train_path), load_examples(dev_path))
+    y = np.array([to_vector(e.labels) for e in examples], dtype=int)
+    probs = base.predict_proba([e.text for e in examples])
+    return metrics.multilabel_report(y, metrics.decide(probs, base.thresholds))
+
+
+def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None = None,
+                   out_dir: str | Path | None = None, baseline: bool = True, backend: str = "fp32") -> EvalResult:
+    """Evaluate a trained model directory; returns the metrics and writes the report."""
+    from .score import StanceClassifier
+
+    clf = StanceClassifier.load(model_dir, backend=backend)
+    data_cfg = clf.meta.config.get("data", {})
+    path = data or data_cfg.get(split)
+    if not path:
+        raise ValueError(f"no data for split {split!r} in the model's configuration; pass --data FILE")
+    examples = load_examples(path, data_cfg.get("text_field", "text"), data_cfg.get("labels_field", "labels"))
+    probs, _ = clf.predict_proba([e.text for e in examples])
+    base = None
+    if baseline and data_cfg.get("train") and Path(data_cfg["train"]).exists():
+        base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples)
+    name = Path(model_dir).resolve().name
+    out = Path(out_dir) if out_dir else Path("evaluate") / name
+    return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
+                        {"model_path": str(model_dir), "backend": backend})
+
+
+def evaluate_baseline(config_path: str | None = "training/offline.toml", split: str = "test",
+                      out_dir: str | Path | None = None) -> EvalResult:
+    """Train and evaluate the TF-IDF baseline on the data of a recipe."""
+    from .baseline import TfidfBaseline
+    from .config import load_config
+
+    cfg = load_config(config_path)
+    base = TfidfBaseline().fit(load_examples(cfg.data.train), load_examples(cfg.data.dev))
+    examples = load_examples(getattr(cfg.data, split))
+    probs = base.predict_proba([e.text for e in examples])
+    out = Path(out_dir) if out_dir else Path("evaluate") / "baseline"
+    return write_report(out, "baseline", split, examples, probs, base.thresholds)

@@ -1,0 +1,81 @@
+"""Raw inference: token windows, length-sorted dynamic batches, sigmoid probabilities.
+
+A backend turns padded token-id batches into logits; :func:`predict_proba` does the rest and
+is shared by training (dev thresholds), evaluation and scoring, so every path gives the same
+probabilities.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .modeling import encode_with_windows
+
+
+class Backend(Protocol):
+    name: str
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+class TorchBackend:
+    """PyTorch inference in fp32 (``dtype=None``) or bf16 autocast, under ``inference_mode``."""
+
+    def __init__(self, model, name: str = "fp32", autocast_dtype=None):
+        self.model = model.eval()
+        self.name = name
+        self.autocast_dtype = autocast_dtype
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(input_ids)
+            mask = torch.from_numpy(attention_mask)
+            if self.autocast_dtype is not None:
+                with torch.autocast("cpu", dtype=self.autocast_dtype):
+                    out = self.model(input_ids=ids, attention_mask=mask).logits
+            else:
+                out = self.model(input_ids=ids, attention_mask=mask).logits
+            return out.float().numpy()
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int, batch_size: int = 32,
+                  progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (n_texts x n_labels) and the number of windows per text.
+
+    Windows are sorted by length and batched so that each batch is padded only to its own
+    longest member; results come back in the input order.  ``progress`` (optional) is called
+    with the number of texts finished after each batch.
+    """
+    n = len(texts)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=int)
+    seqs, owner = encode_with_windows(tokenizer, texts, max_length)
+    owner = np.asarray(owner)
+    order = np.argsort([-len(s) for s in seqs], kind="stable")
+    pad = tokenizer.pad_token_id
+    window_probs: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(seqs[i]) for i in idx)
+        ids = np.full((len(idx), width), pad, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            ids[row, :len(seqs[i])] = seqs[i]
+            mask[row, :len(seqs[i])] = 1
+        probs = sigmoid(backend.logits(ids, mask).astype(np.float64))
+        if window_probs is None:
+            window_probs = np.zeros((len(seqs), probs.shape[1]))
+        window_probs[idx] = probs
+        if progress is not None:
+            progress(len(idx))
+    result = np.zeros((n, window_probs.shape[1]))
+    np.maximum.at(result, owner, window_probs)
+    counts = np.bincount(owner, minlength=n)
+    return result.astype(np.float32), counts

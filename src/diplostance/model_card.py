@@ -1,0 +1,39 @@
+"""The model card (README.md) written into every model directory, from a template."""
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from .labels import LABELS
+from .modeling import ModelMeta
+
+
+def metrics_table(results: dict) -> str:
+    splits = [s for s in ("dev", "test") if s in results]
+    if not splits:
+        return "(no metrics)"
+    head = "| metric | " + " | ".join(splits) + " |\n|---" + "|---" * len(splits) + "|\n"
+    rows = []
+    for label in LABELS:
+        rows.append(f"| F1 {label} | " + " | ".join(f"{results[s]['per_label'][label]['f1']:.3f}" for s in splits) + " |")
+    for key, title in (("micro_f1", "micro F1"), ("macro_f1", "macro F1"), ("exact_match", "exact match"),
+                       ("none_f1", "F1 of none")):
+        rows.append(f"| {title} | " + " | ".join(f"{results[s][key]:.3f}" for s in splits) + " |")
+    rows.append("| sentences | " + " | ".join(str(results[s]["n"]) for s in splits) + " |")
+    return head + "\n".join(rows)
+
+
+def write_model_card(path: str | Path, meta: ModelMeta) -> Path:
+    template = files("diplostance").joinpath("templates/model_card.md").read_text(encoding="utf-8")
+    text = template.format(
+        name=meta.name or Path(path).name, diplostance_version=meta.versions.get("diplostance", "?"),
+        base=meta.config.get("model", {}).get("base", "?"), max_length=meta.max_length,
+        train_examples=meta.training_data.get("train_examples", "?"),
+        fingerprint=meta.training_data.get("fingerprint", "?")[:23],
+        created=meta.created, train_seconds=meta.metrics.get("train_seconds", "?"),
+        threshold_rows="\n".join(f"| {l} | {t:.3f} |" for l, t in zip(LABELS, meta.thresholds)),
+        metrics_table=metrics_table(meta.metrics), path=str(path),
+    )
+    out = Path(path) / "README.md"
+    out.write_text(text, encoding="utf-8")
+    return out

@@ -1,0 +1,201 @@
+"""Loading base checkpoints, reading and writing model directories, and raw inference.
+
+A model directory is a standard Hugging Face directory (``config.json`` with ``id2label``
+and ``problem_type``, tokenizer files, ``model.safetensors``) plus ``diplostance.json``
+(format version, labels, thresholds, run configuration, data fingerprint, metrics, library
+versions), ``training_config.toml`` and a model card ``README.md``.  See models/README.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .labels import LABELS, PRIMARY_ORDER
+
+FORMAT_VERSION = 1
+META_FILE = "diplostance.json"
+
+
+class ModelDirError(ValueError):
+    """A model directory that cannot be used; the message says what was expected."""
+
+
+class HubUnavailableError(OSError):
+    """A hub checkpoint was asked for but cannot be downloaded."""
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {"diplostance": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+# --------------------------------------------------------------------------- hub checkpoints
+
+def _hub_message(name: str, reason: str) -> str:
+    return (
+        f"Cannot load the base model {name!r}: {reason}.\n"
+        "Fixes:\n"
+        f"  1. download it on a machine with access and pass its local folder: --set model.base=/path/to/{name.split('/')[-1]}\n"
+        "  2. pre-fill the Hugging Face cache (huggingface-cli download "
+        f"{name}, then copy ~/.cache/huggingface to this machine; set HF_HOME if it lives elsewhere)\n"
+        "  3. train the offline recipe instead, which needs no download: diplostance train training/offline.toml"
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the hub endpoint be opened within ``timeout`` seconds?"""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def load_base(name: str, id2label: dict[int, str], max_length: int, hub_timeout: float = 3.0):
+    """Tokenizer and sequence-classification model from a hub id or a local checkpoint.
+
+    Tries, in order: a local folder; the local Hugging Face cache; the hub (after a quick
+    reachability check, so that an unreachable hub fails in seconds, not after retries).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+                  problem_type="multi_label_classification")
+
+    def _load(**extra):
+        tok = AutoTokenizer.from_pretrained(name, model_max_length=max_length, **extra)
+        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs, **extra)
+        return tok, model
+
+    if Path(name).exists():
+        if not Path(name, "config.json").exists():
+            raise ModelDirError(f"{name}: a local base model folder needs config.json (a Hugging Face checkpoint)")
+        return _load()
+    try:
+        return _load(local_files_only=True)
+    except OSError:
+        pass
+    if _offline_mode():
+        raise HubUnavailableError(_hub_message(name, "it is not in the local cache and HF_HUB_OFFLINE is set"))
+    if not hub_reachable(hub_timeout):
+        raise HubUnavailableError(_hub_message(name, f"the hub ({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}) "
+                                                     f"cannot be reached within {hub_timeout:g} s and it is not in the local cache"))
+    try:
+        return _load()
+    except OSError as exc:
+        raise HubUnavailableError(_hub_message(name, str(exc).splitlines()[0])) from exc
+
+
+# --------------------------------------------------------------------------- model directories
+
+@dataclass
+class ModelMeta:
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+    thresholds: list[float] = field(default_factory=lambda: [0.5] * len(LABELS))
+    name: str = ""
+    format_version: int = FORMAT_VERSION
+    primary_order: list[str] = field(default_factory=lambda: list(PRIMARY_ORDER))
+    max_length: int = 128
+    config: dict[str, Any] = field(default_factory=dict)
+    training_data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    def to_json(self) -> str:
+        from dataclasses import asdict
+
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+
+def read_meta(path: str | Path) -> ModelMeta:
+    """Read and validate ``diplostance.json`` of a model directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: not a model directory (no such folder). Train one with "
+                            "'diplostance train training/offline.toml' or pass the folder of a trained model")
+    meta_path = path / META_FILE
+    if not meta_path.exists():
+        if (path / "checkpoints").exists():
+            raise ModelDirError(f"{path}: training did not finish here (checkpoints but no {META_FILE}); "
+                                "resume it with 'diplostance train CONFIG --resume'")
+        raise ModelDirError(f"{path}: no {META_FILE}; expected a model directory written by 'diplostance train'")
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{meta_path}: unreadable metadata ({exc})") from None
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelDirError(f"{meta_path}: model-directory format version {version!r}, this diplostance reads "
+                            f"version {FORMAT_VERSION}; retrain the model with this version or use the diplostance "
+                            f"version that wrote it ({data.get('versions', {}).get('diplostance', 'unknown')})")
+    known = set(ModelMeta.__dataclass_fields__)
+    meta = ModelMeta(**{k: v for k, v in data.items() if k in known})
+    if list(meta.labels) != list(LABELS) or len(meta.thresholds) != len(LABELS):
+        raise ModelDirError(f"{meta_path}: labels {meta.labels} with {len(meta.thresholds)} thresholds; "
+                            f"expected {list(LABELS)} with one threshold each")
+    return meta
+
+
+def write_meta(path: str | Path, meta: ModelMeta) -> None:
+    Path(path, META_FILE).write_text(meta.to_json() + "\n", encoding="utf-8")
+
+
+def load_model_dir(path: str | Path):
+    """(meta, tokenizer, model) of a trained model directory, model in eval mode."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    meta = read_meta(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    model.eval()
+    return meta, tokenizer, model
+
+
+# --------------------------------------------------------------------------- inference
+
+def windows(ids: list[int], size: int, stride: int) -> list[list[int]]:
+    """Overlapping windows of at most ``size`` token ids covering all of ``ids``."""
+    if len(ids) <= size:
+        return [ids]
+    out, start = [], 0
+    while True:
+        out.append(ids[start:start + size])
+        if start + size >= len(ids):
+            return out
+        start += stride
+
+
+def encode_with_windows(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
+    """Token ids (with special tokens) of every window of every text, and each window's text index.
+
+    A text longer than ``max_length`` tokens is cut into windows overlapping by half; its
+    probability for a label is the maximum over its windows (a stance anywhere counts).
+    """
+    body = max_length - 2
+    enc = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    seqs, owner = [], []
+    for i, ids in enumerate(enc):
+        for w in windows(ids, body, max(body // 2, 1)):
+            seqs.append([cls, *w, sep])
+            owner.append(i)
+    return seqs, owner

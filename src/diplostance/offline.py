@@ -1,0 +1,101 @@
+"""The offline recipe: a SentencePiece tokenizer and a small CamemBERT trained from the corpus.
+
+No pretrained weights can be downloaded on every machine, so this builds a CamemBERT-
+architecture model from scratch: a unigram SentencePiece vocabulary with camembert-base's
+special-token layout, a small ``CamembertForSequenceClassification`` and, optionally,
+masked-language pretraining on the corpus text.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .config import ModelArgs, PretrainArgs
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, max_length: int):
+    """Train a unigram SentencePiece model on ``texts`` and return a CamembertTokenizer.
+
+    Piece ids 0/1/2 are <unk>/<s>/</s>, as in camembert-base's ``sentencepiece.bpe.model``,
+    so ``CamembertTokenizer.from_pretrained`` lays out the vocabulary the same way
+    (<s>NOTUSED, <pad>, </s>NOTUSED, <unk>, ..., <mask>).  The vocabulary shrinks to what
+    the text supports when it is too small for ``vocab_size``.
+    """
+    import sentencepiece as spm
+    from transformers import CamembertTokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = str(out_dir / "sentencepiece.bpe")
+    common = dict(model_prefix=prefix, model_type="unigram", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                  character_coverage=1.0, input_sentence_size=0, shuffle_input_sentence=False,
+                  num_threads=2, minloglevel=2, normalization_rule_name="nmt_nfkc")
+    try:
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), vocab_size=vocab_size, **common)
+    except RuntimeError as exc:  # "Vocabulary size too high (N). Please set it to a value <= M."
+        import re
+
+        m = re.search(r"<= (\d+)", str(exc))
+        if not m:
+            raise
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), vocab_size=int(m.group(1)), **common)
+    return CamembertTokenizer.from_pretrained(str(out_dir), model_max_length=max_length)
+
+
+def camembert_config(args: ModelArgs, tokenizer, id2label: dict[int, str]):
+    from transformers import CamembertConfig
+
+    return CamembertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
+        intermediate_size=args.intermediate_size,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
+        max_position_embeddings=args.max_length + 2,  # RoBERTa positions start after the padding index
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        type_vocab_size=1,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        problem_type="multi_label_classification",
+    )
+
+
+def build_model(args: ModelArgs, tokenizer, id2label: dict[int, str]):
+    from transformers import CamembertForSequenceClassification
+
+    return CamembertForSequenceClassification(camembert_config(args, tokenizer, id2label))
+
+
+def mlm_pretrain(args: ModelArgs, pre: PretrainArgs, tokenizer, texts: list[str], seed: int,
+                 out_dir: str | Path, bf16: bool = False):
+    """Masked-language pretraining on ``texts``; returns the encoder weights folder.
+
+    The classifier is then built from this folder (its LM head is dropped).
+    """
+    from datasets import Dataset
+    from transformers import (CamembertForMaskedLM, DataCollatorForLanguageModeling, Trainer,
+                              TrainingArguments)
+
+    config = camembert_config(args, tokenizer, {0: "x"})
+    config.problem_type = None
+    model = CamembertForMaskedLM(config)
+    enc = tokenizer(texts, truncation=True, max_length=args.max_length)
+    dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pre.mlm_probability)
+    with tempfile.TemporaryDirectory() as tmp:
+        targs = TrainingArguments(
+            output_dir=tmp, num_train_epochs=pre.epochs, per_device_train_batch_size=pre.batch_size,
+            learning_rate=pre.learning_rate, warmup_steps=0.06, weight_decay=0.01, seed=seed,
+            save_strategy="no", eval_strategy="no", report_to="none", logging_steps=50,
+            train_sampling_strategy="group_by_length", bf16=bf16,
+            dataloader_num_workers=0, disable_tqdm=False,
+        )
+        Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator).train()
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    return out_dir

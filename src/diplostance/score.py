@@ -1,0 +1,295 @@
+"""Scoring readouts: the Python API (:class:`StanceClassifier`) and ``diplostance score``."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .documents import Document, ReadFailure, iter_documents
+from .labels import LABELS, primary_label
+from .segment import Splitter, get_splitter
+
+
+@dataclass
+class Prediction:
+    """The classifier's answer for one sentence."""
+
+    text: str
+    labels: list[str]
+    primary: str
+    probabilities: dict[str, float]
+    windows: int = 1
+
+    @property
+    def long(self) -> bool:
+        """True when the sentence exceeded the model's length and was scored in windows."""
+        return self.windows > 1
+
+
+@dataclass
+class SentenceRecord(Prediction):
+    doc_id: str = ""
+    index: int = 0
+    n_sentences: int = 0
+    start: int = 0
+    end: int = 0
+    source: str = ""
+
+    def row(self, model: str = "", version: str = "") -> dict:
+        return {"doc_id": self.doc_id, "sentence_index": self.index, "n_sentences": self.n_sentences,
+                "start": self.start, "end": self.end, "text": self.text, "labels": self.labels,
+                "primary": self.primary,
+                **{f"p_{k}": round(float(v), 6) for k, v in self.probabilities.items()},
+                "windows": self.windows, "long": self.long, "model": model, "model_version": version,
+                "source": self.source}
+
+
+class StanceClassifier:
+    """A trained model directory, ready to label sentences and readouts.
+
+    >>> clf = StanceClassifier.load("models/offline")
+    >>> clf.predict(["Le Canada condamne fermement ces frappes."])[0].labels
+    """
+
+    def __init__(self, path, meta, tokenizer, backend, splitter: Splitter, batch_size: int = 32):
+        self.path = Path(path)
+        self.meta = meta
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.splitter = splitter
+        self.batch_size = batch_size
+        self.thresholds = np.asarray(meta.thresholds, dtype=np.float32)
+        self.failures: list[ReadFailure] = []
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "fp32", splitter: str | Splitter = "default",
+             batch_size: int = 32, threads: int | None = None) -> "StanceClassifier":
+        from .backends import load_backend
+        from .modeling import read_meta
+
+        meta = read_meta(path)  # validates the directory and its format version first
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        engine = load_backend(backend, path, threads=threads)
+        split = get_splitter(splitter) if isinstance(splitter, str) else splitter
+        return cls(path, meta, tokenizer, engine, split, batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name or self.path.name
+
+    @property
+    def version(self) -> str:
+        return f"{self.meta.created} ({self.meta.training_data.get('fingerprint', '')[:19]})"
+
+    # ------------------------------------------------------------------ sentences
+    def predict_proba(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        from .inference import predict_proba
+
+        return predict_proba(self.backend, self.tokenizer, list(sentences), self.meta.max_length, self.batch_size)
+
+    def predict(self, sentences: Iterable[str]) -> list[Prediction]:
+        sentences = list(sentences)
+        if not sentences:
+            return []
+        probs, windows = self.predict_proba(sentences)
+        return [self._prediction(text, p, w) for text, p, w in zip(sentences, probs, windows)]
+
+    def _prediction(self, text: str, p: np.ndarray, windows: int) -> Prediction:
+        labels = [name for name, x, t in zip(LABELS, p, self.thresholds) if x >= t]
+        return Prediction(text, labels, primary_label(labels), {k: float(v) for k, v in zip(LABELS, p)}, int(windows))
+
+    # ------------------------------------------------------------------ documents
+    def score(self, documents: Iterable[Document | tuple[str, str] | str],
+              chunk_sentences: int = 512) -> Iterator[list[SentenceRecord]]:
+        """Yield, per document and in input order, the list of its sentence records.
+
+        Sentences of several documents are batched together (up to ``chunk_sentences``), so
+        memory stays flat however many documents stream through.
+        """
+        pending: list[tuple[Document, list]] = []
+        count = 0
+        for i, doc in enumerate(documents):
+            if isinstance(doc, str):
+                doc = Document(str(i), doc)
+            elif isinstance(doc, tuple):
+                doc = Document(*doc)
+            spans = self.splitter.split(doc.text)
+            pending.append((doc, spans))
+            count += len(spans)
+            if count >= chunk_sentences:
+                yield from self._flush(pending)
+                pending, count = [], 0
+        if pending:
+            yield from self._flush(pending)
+
+    def _flush(self, pending) -> Iterator[list[SentenceRecord]]:
+        texts = [doc.text[s.start:s.end] for doc, spans in pending for s in spans]
+        probs, windows = self.predict_proba(texts) if texts else (np.zeros((0, len(LABELS))), np.zeros(0))
+        k = 0
+        for doc, spans in pending:
+            records = []
+            for index, span in enumerate(spans):
+                pred = self._prediction(texts[k], probs[k], windows[k])
+                records.append(SentenceRecord(**vars(pred), doc_id=doc.id, index=index, n_sentences=len(spans),
+                                              start=span.start, end=span.end, source=doc.source))
+                k += 1
+            yield records
+
+    def score_files(self, paths: list[str], id_field: str = "id", text_field: str = "text") -> Iterator[list[SentenceRecord]]:
+        """Score files and folders; unreadable inputs are collected in ``self.failures``."""
+        def docs():
+            for item in iter_documents(paths, id_field, text_field):
+                if isinstance(item, ReadFailure):
+                    self.failures.append(item)
+                else:
+                    yield item
+
+        yield from self.score(docs())
+
+
+# --------------------------------------------------------------------------- summaries
+
+def document_summary(records: list[SentenceRecord], top: int = 3) -> dict:
+    """Counts per label and the most confident sentences of each label."""
+    counts = {label: sum(label in r.labels for r in records) for label in LABELS}
+    counts["none"] = sum(not r.labels for r in records)
+    best = {}
+    for label in LABELS:
+        chosen = sorted((r for r in records if label in r.labels), key=lambda r: -r.probabilities[label])[:top]
+        best[label] = [{"sentence_index": r.index, "probability": round(r.probabilities[label], 4), "text": r.text}
+                       for r in chosen]
+    return {"sentences": len(records), "counts": counts, "top": best}
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    from .backends import BACKENDS
+
+    p.add_argument("model", help="model directory (e.g. models/offline)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help=".txt/.md files, folders (recursive), .jsonl/.csv tables, or - for standard input")
+    p.add_argument("--out", help="output file: .jsonl, .csv or .parquet (default: JSONL on standard output)")
+    p.add_argument("--html", metavar="DIR", help="write one HTML page per document and an index here")
+    p.add_argument("--summary", metavar="FILE", help="write a per-document summary (JSON) here")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--backend", default="fp32", choices=BACKENDS)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--splitter", default="default", help="sentence splitter (default, punkt, regex, ...)")
+    p.add_argument("--id-field", default="id", help="id column of .jsonl/.csv inputs")
+    p.add_argument("--text-field", default="text", help="text column of .jsonl/.csv inputs")
+    p.add_argument("--resume", action="store_true", help="skip documents already complete in --out")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+
+
+def _input_files(inputs: list[str]) -> set[Path]:
+    files = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files |= {p.resolve() for p in path.rglob("*") if p.is_file()}
+        elif path.exists():
+            files.add(path.resolve())
+    return files
+
+
+def _check_not_input(target: str | None, inputs: set[Path], what: str) -> None:
+    if not target:
+        return
+    resolved = Path(target).resolve()
+    if resolved in inputs or (Path(target).is_dir() and any(resolved in p.parents for p in inputs)):
+        raise ValueError(f"{what} {target} is one of the inputs; refusing to write over an input")
+
+
+def score_command(a: argparse.Namespace) -> int:
+    """``diplostance score``: returns 0 when every document was scored, 1 when some failed."""
+    from tqdm import tqdm
+
+    from .outputs import RowWriter
+
+    inputs = _input_files(a.inputs)
+    try:
+        for target, what in ((a.out, "--out"), (a.summary, "--summary"), (a.html, "--html")):
+            _check_not_input(target, inputs, what)
+        writer = RowWriter(a.out, resume=a.resume, force=a.force, stream=sys.stdout)
+    except (ValueError, FileExistsError) as exc:
+        print(f"diplostance: error: {exc}", file=sys.stderr)
+        return 2
+    clf = StanceClassifier.load(a.model, backend=a.backend, splitter=a.splitter, batch_size=a.batch_size,
+                                threads=a.threads or None)
+    failures: list[ReadFailure] = []
+    summaries: dict[str, dict] = {}
+    html_docs: list[tuple[Document, list[SentenceRecord]]] = []
+    bar = tqdm(desc="scoring", unit="doc", disable=a.quiet, file=sys.stderr, dynamic_ncols=True)
+    started, n_sent, skipped = time.time(), 0, 0
+
+    def documents():
+        nonlocal skipped
+        for item in iter_documents(a.inputs, a.id_field, a.text_field):
+            if isinstance(item, ReadFailure):
+                failures.append(item)
+                print(f"diplostance: warning: {item.source}: {item.reason}", file=sys.stderr)
+            elif item.id in writer.done:
+                skipped += 1
+            else:
+                if item.warning:
+                    print(f"diplostance: warning: {item.source}: {item.warning}", file=sys.stderr)
+                yield item
+
+    docs_by_id: dict[str, Document] = {}
+
+    def tracked():
+        for doc in documents():
+            docs_by_id[doc.id] = doc
+            yield doc
+
+    try:
+        for records in clf.score(tracked()):
+            if not records:
+                continue
+            doc = docs_by_id.pop(records[0].doc_id)
+            writer.write_document([r.row(clf.name, clf.version) for r in records])
+            summaries[doc.id] = {"source": doc.source, **document_summary(records)}
+            if a.html:
+                html_docs.append((doc, records))
+            n_sent += len(records)
+            bar.update(1)
+            bar.set_postfix(sentences=n_sent, per_s=f"{n_sent / max(time.time() - started, 1e-9):.0f}")
+        # documents whose text held no sentence at all (whitespace only is a read failure already)
+        for doc in docs_by_id.values():
+            failures.append(ReadFailure(doc.source, "no sentence found", doc.id))
+        writer.close()
+    finally:
+        bar.close()
+    if a.summary:
+        summary = {"model": clf.name, "model_path": str(a.model), "backend": a.backend,
+                   "documents_scored": len(summaries), "documents_skipped_resume": skipped,
+                   "sentences": n_sent, "failures": [vars(f) for f in failures], "documents": summaries}
+        Path(a.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.summary).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    if a.html:
+        from .report import write_html
+
+        write_html(a.html, html_docs, model_name=clf.name, failures=failures)
+    if not a.quiet:
+        seconds = max(time.time() - started, 1e-9)
+        print(f"scored {len(summaries)} document(s), {n_sent} sentences in {seconds:.1f} s "
+              f"({n_sent / seconds:.0f} sentences/s); {len(failures)} failed; {skipped} skipped (resume)",
+              file=sys.stderr)
+    return 1 if failures else 0
+
+

@@ -1,0 +1,281 @@
+"""The scripted training loop: data -> (offline tokenizer, pretraining) -> fine-tuning ->
+dev thresholds -> model directory.  ``diplostance train`` is a thin wrapper over :func:`train`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import corpus, metrics
+from .config import ConfigError, RunConfig
+from .labels import LABELS, to_vector
+from .modeling import META_FILE, ModelMeta, library_versions, load_base, write_meta
+
+log = logging.getLogger(__name__)
+ID2LABEL = {i: name for i, name in enumerate(LABELS)}
+CHECKPOINTS = "checkpoints"
+WORK = "work"
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    thresholds: list[float]
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> None:
+    saved = out / "training_config.toml"
+    if out.exists() and any(out.iterdir()):
+        complete = (out / META_FILE).exists()
+        if force and not resume:
+            shutil.rmtree(out)
+        elif resume:
+            if complete:
+                raise OutputExistsError(f"{out}: this run already finished; nothing to resume "
+                                        "(use --force to train again from scratch)")
+            if not saved.exists():
+                raise OutputExistsError(f"{out}: not a diplostance training run (no training_config.toml); "
+                                        "nothing to resume")
+            from .config import load_config
+
+            before = load_config(saved).to_dict()
+            now = config.to_dict()
+            before.pop("output", None), now.pop("output", None)
+            if before != now:
+                diff = _first_difference(before, now)
+                raise ConfigError(f"--resume: the configuration differs from the interrupted run's ({diff}); "
+                                  f"resume with the same recipe, or use --force to start again")
+            return
+        elif (out / CHECKPOINTS).exists() and not complete:
+            raise OutputExistsError(f"{out}: an interrupted training run is here; continue it with --resume, "
+                                    "or start again with --force")
+        else:
+            raise OutputExistsError(f"{out}: output directory exists and is not empty; "
+                                    "use --force to replace it or --output to choose another")
+    elif resume:
+        raise OutputExistsError(f"{out}: nothing to resume (the directory does not exist)")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(config.to_toml(), encoding="utf-8")
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    for key in sorted(set(a) | set(b)):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            found = _first_difference(a[key], b[key], f"{prefix}{key}.")
+            if found:
+                return found
+        elif a.get(key) != b.get(key):
+            return f"{prefix}{key}: {a.get(key)!r} then, {b.get(key)!r} now"
+    return ""
+
+
+def _dataset(examples: list[corpus.Example], tokenizer, max_length: int):
+    from datasets import Dataset, Features, Sequence, Value
+
+    enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    features = Features({"input_ids": Sequence(Value("int32")), "attention_mask": Sequence(Value("int8")),
+                         "labels": Sequence(Value("float32")), "length": Value("int32")})
+    return Dataset.from_dict({
+        "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+        "labels": [to_vector(e.labels) for e in examples],
+        "length": [len(ids) for ids in enc["input_ids"]],
+    }, features=features)
+
+
+def _bce_loss(pos_weight):
+    import torch
+
+    weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        w = None if weight is None else weight.to(logits.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=w)
+
+    return loss
+
+
+def _selection_metrics(eval_pred) -> dict[str, float]:
+    """Dev macro-F1 with per-label thresholds tuned on the same predictions (model selection)."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    y = np.asarray(labels).astype(int)
+    thresholds = metrics.tune_thresholds(y, probs)
+    report = metrics.multilabel_report(y, metrics.decide(probs, thresholds))
+    return {"macro_f1": report["macro_f1"], "micro_f1": report["micro_f1"]}
+
+
+def load_split(config: RunConfig, split: str, limit: int = 0) -> list[corpus.Example]:
+    path = getattr(config.data, split)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"data.{split}: {path} does not exist (run from the repository root, or set "
+                                f"--set data.{split}=PATH)")
+    examples = corpus.load_examples(path, config.data.text_field, config.data.labels_field)
+    return examples[:limit] if limit else examples
+
+
+def train(config: RunConfig, output: str | Path | None = None, resume: bool = False, force: bool = False,
+          quiet: bool = False) -> TrainResult:
+    """Train a model as ``config`` describes and write its model directory; return its metrics."""
+    import torch
+    import transformers
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+    started = time.time()
+    out = Path(output or config.output)
+    config.output = str(out)
+    # Read and validate all data before touching the output directory.
+    train_ex = load_split(config, "train", config.data.limit)
+    dev_ex = load_split(config, "dev")
+    _prepare_output(out, config, resume, force)
+    if config.training.threads:
+        torch.set_num_threads(config.training.threads)
+    if quiet:
+        transformers.logging.set_verbosity_error()
+    t = config.training
+    eval_kwargs = ({"eval_strategy": "steps", "eval_steps": t.eval_steps, "save_strategy": "steps",
+                    "save_steps": t.eval_steps} if t.eval_steps else
+                   {"eval_strategy": "epoch", "save_strategy": "epoch"})
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed, bf16=t.bf16,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        save_total_limit=2, logging_steps=t.logging_steps, report_to="none", disable_tqdm=quiet,
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **eval_kwargs,
+    )
+    set_seed(t.seed)
+    work = out / WORK
+    if config.is_offline:
+        from . import offline
+
+        with args.main_process_first(desc="offline tokenizer and pretraining"):
+            if (work / "tokenizer" / "tokenizer.json").exists():
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+            else:
+                texts = [e.text for e in train_ex] + _extra_text(config.pretrain.extra_text)
+                tokenizer = offline.train_tokenizer(texts, config.model.vocab_size, work / "spm", config.model.max_length)
+                tokenizer.save_pretrained(str(work / "tokenizer"))
+            set_seed(t.seed)
+            if config.pretrain.epochs > 0:
+                pre_dir = work / "pretrained"
+                if not (pre_dir / "config.json").exists():
+                    texts = [e.text for e in train_ex] + _extra_text(config.pretrain.extra_text)
+                    offline.mlm_pretrain(config.model, config.pretrain, tokenizer, texts, t.seed, pre_dir, bf16=t.bf16)
+                from transformers import CamembertForSequenceClassification
+
+                set_seed(t.seed)
+                model = CamembertForSequenceClassification.from_pretrained(
+                    str(pre_dir), num_labels=len(LABELS), id2label=ID2LABEL,
+                    label2id={v: k for k, v in ID2LABEL.items()}, problem_type="multi_label_classification")
+            else:
+                model = offline.build_model(config.model, tokenizer, ID2LABEL)
+    else:
+        tokenizer, model = load_base(config.model.base, ID2LABEL, config.model.max_length)
+    tokenizer.model_max_length = config.model.max_length
+
+    pos_weight = None
+    if t.pos_weight == "auto":
+        y = np.array([to_vector(e.labels) for e in train_ex])
+        pos = y.sum(axis=0)
+        pos_weight = np.minimum((len(y) - pos) / np.maximum(pos, 1), 10.0).tolist()
+
+    callbacks = [EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []
+    trainer = Trainer(
+        model=model, args=args, train_dataset=_dataset(train_ex, tokenizer, config.model.max_length),
+        eval_dataset=_dataset(dev_ex, tokenizer, config.model.max_length),
+        data_collator=_collator(tokenizer), compute_metrics=_selection_metrics,
+        compute_loss_func=_bce_loss(pos_weight), callbacks=callbacks,
+    )
+    last = _last_checkpoint(out / CHECKPOINTS) if resume else None
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    model = trainer.model
+    if not trainer.is_world_process_zero():
+        return TrainResult(out, [], {}, time.time() - started)
+
+    # Thresholds on dev, then the final metrics.
+    from .inference import TorchBackend, predict_proba
+
+    model = model.float().cpu().eval()
+    backend = TorchBackend(model)
+    y_dev = np.array([to_vector(e.labels) for e in dev_ex], dtype=int)
+    p_dev, _ = predict_proba(backend, tokenizer, [e.text for e in dev_ex], config.model.max_length, t.eval_batch_size)
+    thresholds = metrics.tune_thresholds(y_dev, p_dev)
+    results = {"dev": metrics.multilabel_report(y_dev, metrics.decide(p_dev, thresholds))}
+    if Path(config.data.test).exists():
+        test_ex = load_split(config, "test")
+        y_test = np.array([to_vector(e.labels) for e in test_ex], dtype=int)
+        p_test, _ = predict_proba(backend, tokenizer, [e.text for e in test_ex], config.model.max_length,
+                                  t.eval_batch_size)
+        results["test"] = metrics.multilabel_report(y_test, metrics.decide(p_test, thresholds))
+    seconds = time.time() - started
+    results["train_seconds"] = round(seconds, 1)
+    results["best_dev_macro_f1_during_training"] = trainer.state.best_metric
+
+    data_files = [config.data.train, config.data.dev]
+    meta = ModelMeta(
+        name=config.name, thresholds=[round(x, 6) for x in thresholds], max_length=config.model.max_length,
+        config=config.to_dict(),
+        training_data={"fingerprint": corpus.fingerprint(data_files), "files": data_files,
+                       "train_examples": len(train_ex), "dev_examples": len(dev_ex)},
+        metrics=results, versions=library_versions(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    if (work / "spm" / "sentencepiece.bpe.model").exists():
+        shutil.copy(work / "spm" / "sentencepiece.bpe.model", out / "sentencepiece.bpe.model")
+    from .model_card import write_model_card
+
+    write_model_card(out, meta)
+    write_meta(out, meta)  # last: its presence marks a complete model directory
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    return TrainResult(out, thresholds, results, seconds)
+
+
+def _collator(tokenizer):
+    from transformers import DataCollatorWithPadding
+
+    base = DataCollatorWithPadding(tokenizer)
+
+    def collate(features):
+        features = [{k: v for k, v in f.items() if k != "length"} for f in features]
+        batch = base(features)
+        batch["labels"] = batch["labels"].float()
+        return batch
+
+    return collate
+
+
+def _extra_text(paths: list[str]) -> list[str]:
+    lines: list[str] = []
+    for path in paths:
+        lines += [x.strip() for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+    return lines
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    if not folder.exists():
+        return None
+    ckpts = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
