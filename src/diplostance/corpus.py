@@ -46,7 +46,7 @@ def words(text: str) -> list[str]:
 
 def normalise(text: str) -> str:
     """Lower-cased words joined by single spaces: the key for exact duplicates."""
-    return " ".join(w.lower() for w in words(text))
+    return " ".join(w.lower() for w in words(text.replace("’", "'")))
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:

@@ -112,12 +112,15 @@ class StanceClassifier:
         return Prediction(text, labels, primary_label(labels), {k: float(v) for k, v in zip(LABELS, p)}, int(windows))
 
     # ------------------------------------------------------------------ documents
-    def score(self, documents: Iterable[Document | tuple[str, str] | str],
-              chunk_sentences: int = 512) -> Iterator[list[SentenceRecord]]:
+    def score(self, documents: Iterable[Document | tuple[str, str] | str], chunk_sentences: int = 512,
+              skip: set[str] | frozenset = frozenset()) -> Iterator[list[SentenceRecord]]:
         """Yield, per document and in input order, the list of its sentence records.
 
-        Sentences of several documents are batched together (up to ``chunk_sentences``), so
-        memory stays flat however many documents stream through.
+        Sentences of several documents are batched together (chunks of about
+        ``chunk_sentences``), so memory stays flat however many documents stream through.
+        Documents whose id is in ``skip`` (already done: ``--resume``) are not yielded; they
+        still count when chunks are formed, so the remaining documents are batched exactly as
+        in an uninterrupted run and get bit-identical probabilities.
         """
         pending: list[tuple[Document, list]] = []
         count = 0
@@ -130,12 +133,14 @@ class StanceClassifier:
             pending.append((doc, spans))
             count += len(spans)
             if count >= chunk_sentences:
-                yield from self._flush(pending)
+                yield from self._flush(pending, skip)
                 pending, count = [], 0
         if pending:
-            yield from self._flush(pending)
+            yield from self._flush(pending, skip)
 
-    def _flush(self, pending) -> Iterator[list[SentenceRecord]]:
+    def _flush(self, pending, skip=frozenset()) -> Iterator[list[SentenceRecord]]:
+        if all(doc.id in skip for doc, _ in pending):
+            return
         texts = [doc.text[s.start:s.end] for doc, spans in pending for s in spans]
         probs, windows = self.predict_proba(texts) if texts else (np.zeros((0, len(LABELS))), np.zeros(0))
         k = 0
@@ -146,7 +151,8 @@ class StanceClassifier:
                 records.append(SentenceRecord(**vars(pred), doc_id=doc.id, index=index, n_sentences=len(spans),
                                               start=span.start, end=span.end, source=doc.source))
                 k += 1
-            yield records
+            if doc.id not in skip:
+                yield records
 
     def score_files(self, paths: list[str], id_field: str = "id", text_field: str = "text") -> Iterator[list[SentenceRecord]]:
         """Score files and folders; unreadable inputs are collected in ``self.failures``."""
@@ -243,9 +249,9 @@ def score_command(a: argparse.Namespace) -> int:
             if isinstance(item, ReadFailure):
                 failures.append(item)
                 print(f"diplostance: warning: {item.source}: {item.reason}", file=sys.stderr)
-            elif item.id in writer.done:
-                skipped += 1
             else:
+                if item.id in writer.done:
+                    skipped += 1
                 if item.warning:
                     print(f"diplostance: warning: {item.source}: {item.warning}", file=sys.stderr)
                 yield item
@@ -254,11 +260,12 @@ def score_command(a: argparse.Namespace) -> int:
 
     def tracked():
         for doc in documents():
-            docs_by_id[doc.id] = doc
+            if doc.id not in writer.done:
+                docs_by_id[doc.id] = doc
             yield doc
 
     try:
-        for records in clf.score(tracked()):
+        for records in clf.score(tracked(), skip=writer.done):
             if not records:
                 continue
             doc = docs_by_id.pop(records[0].doc_id)

@@ -1,0 +1,31 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+def tiny_config(**overrides):
+    """The tiny recipe, with data paths made absolute so tests run from any folder."""
+    from diplostance.config import load_config
+
+    sets = [f"data.{s}={DATA / 'sentences' / f'{s}.jsonl'}" for s in ("train", "dev", "test")]
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(ROOT / "training" / "tiny.toml", sets)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Train the tiny recipe once per session (seconds); shared by the tests that need a model."""
+    from diplostance.train import train
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    result = train(tiny_config(), output=out, quiet=True)
+    return result

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+
+from diplostance.corpus import CorpusError, assemble, check_corpus, load_examples
+
+from conftest import DATA
+
+
+def write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def test_shipped_corpus_passes_the_validator():
+    report = check_corpus(DATA)
+    assert report.ok, "\n".join(map(str, report.problems[:20]))
+    for split in ("train", "dev", "test"):
+        assert report.stats[split]["sentences"] > 0
+        for label in ("commitment", "support", "opposition", "greeting"):
+            assert report.stats[split][label] > 0, (split, label)
+
+
+def test_load_dataset_offline():
+    import datasets
+
+    ds = datasets.load_dataset(str(DATA))
+    assert set(ds) == {"train", "dev", "test"}
+    row = ds["dev"][0]
+    assert isinstance(row["text"], str) and isinstance(row["labels"], list)
+    docs = datasets.load_dataset(str(DATA), "documents")
+    doc = {d["id"]: d["text"] for d in docs["dev"]}[row["doc_id"]]
+    assert doc[row["start"]:row["end"]] == row["text"]
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"text": "Le Mali salue l'accord.", "labels": ["praise"]}, r":1: unknown label\(s\) \['praise'\]"),
+    ({"text": "", "labels": []}, r":1: missing or empty 'text'"),
+    ({"labels": []}, r":1: missing or empty 'text'"),
+    ({"text": "Une phrase."}, r":1: missing 'labels'"),
+    ('{"text": "x", "labels": [', r":1: invalid JSON"),
+])
+def test_bad_rows_name_file_and_line(tmp_path, row, message):
+    path = write(tmp_path / "bad.jsonl", [row])
+    with pytest.raises(CorpusError, match=message):
+        load_examples(path)
+
+
+def test_duplicate_ids_and_conflicting_labels(tmp_path):
+    path = write(tmp_path / "dup.jsonl", [{"id": "a", "text": "Le Mali salue l'accord.", "labels": ["support"]},
+                                          {"id": "a", "text": "Autre phrase ici.", "labels": []}])
+    with pytest.raises(CorpusError, match=r"dup.jsonl:2: duplicate id 'a' \(first on line 1\)"):
+        load_examples(path)
+    path = write(tmp_path / "conf.jsonl", [{"id": "a", "text": "Le Mali salue l'accord.", "labels": ["support"]},
+                                           {"id": "b", "text": "Le Mali salue l’accord !", "labels": []}])
+    with pytest.raises(CorpusError, match=r"conf.jsonl:2: conflicting labels"):
+        load_examples(path)
+
+
+def test_non_utf8_file_is_refused(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"text": "Déclaration", "labels": []}\n'.encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"latin1.jsonl:1: not valid UTF-8"):
+        load_examples(path)
+
+
+def _mini_corpus(root, dev_text="Le Tchad appuie la médiation de l'Union africaine au Soudan voisin.",
+                 offset_shift=0):
+    docs = {"train": "La Chine salue les efforts du Kenya. Les entretiens ont duré deux heures.",
+            "dev": dev_text, "test": "Le Canada condamne fermement les frappes."}
+    for split, text in docs.items():
+        (root / "documents").mkdir(parents=True, exist_ok=True)
+        (root / "sentences").mkdir(parents=True, exist_ok=True)
+        write(root / "documents" / f"{split}.jsonl", [{"id": f"d-{split}", "text": text}])
+        first = text.split(". ")[0].rstrip(".") + "."
+        write(root / "sentences" / f"{split}.jsonl", [{"id": f"d-{split}-0", "doc_id": f"d-{split}",
+                                                       "start": offset_shift, "end": len(first) + offset_shift,
+                                                       "text": first, "labels": ["support"]}])
+
+
+def test_validator_finds_offsets_and_leakage(tmp_path):
+    _mini_corpus(tmp_path / "ok")
+    assert check_corpus(tmp_path / "ok").ok
+    _mini_corpus(tmp_path / "shift", offset_shift=1)
+    problems = [str(p) for p in check_corpus(tmp_path / "shift").problems]
+    assert any("sentences/train.jsonl:1: offsets [1, 37) give" in p for p in problems), problems
+    _mini_corpus(tmp_path / "leak", dev_text="La Chine salue les efforts du Kenya.")
+    problems = [str(p) for p in check_corpus(tmp_path / "leak").problems]
+    assert any("leakage" in p for p in problems), problems
+
+
+def test_assemble_gives_offsets_that_slice_back():
+    doc = {"sentences": [{"text": "Titre", "sep": "\n\n"}, {"text": "Première phrase.", "sep": ""},
+                         {"text": "Deuxième\nphrase."}]}
+    text, spans = assemble(doc)
+    assert text == "Titre\n\nPremière phrase.Deuxième\nphrase."
+    assert [text[a:b] for a, b in spans] == ["Titre", "Première phrase.", "Deuxième\nphrase."]
