@@ -191,7 +191,7 @@ def encode_with_windows(tokenizer, texts: list[str], max_length: int) -> tuple[l
     probability for a label is the maximum over its windows (a stance anywhere counts).
     """
     body = max_length - 2
-    enc = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    enc = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     seqs, owner = [], []
     for i, ids in enumerate(enc):

@@ -24,12 +24,15 @@ Scores are printed by ``evaluate/segment_benchmark.py``.  The readout rules:
   and after a short paragraph-initial line without punctuation (a heading such as
   "Faits en bref" directly over its text);
 * no break after titles and reference words (M., MM., Mme, S.E., Dr, art., n°, p.,
-  vol....) nor after a single initial (J. Biden, M.Dupont);
+  vol....) nor after a number opening its line ("1. Le Conseil décide..."); after a
+  single capital only before an opener that is no name particle ("le parc W. Au nom"
+  breaks, "J. Biden", "J. Le Pen" do not);
 * after a dotted acronym or initials (U.E., O.N.U., J.-N.), ``etc.`` or a month
   abbreviation, a break only when the next word is a usual sentence opener (Le, Il,
   Les...): "l'U.E. Les ministres" breaks, "J.-N. Barrot" and "5 févr. (Reuters)" do not;
-* no break when the next sentence would start in lower case or with , ; : - so
-  ``« Prêts ! » a-t-il lancé`` and ``bien… nombreux`` stay whole;
+* no break when the next sentence would start in lower case or with , ; : or a dash,
+  so ``« Prêts ! » a-t-il lancé``, ``bien… nombreux`` and the dateline
+  ``MEXICO, 5 novembre 2025. — La ministre...`` stay whole;
 * a closing quote or bracket after the final punctuation belongs to the sentence;
 * sentences glued without a space ("californienne.Park") are split when a word of two
   or more letters (not an abbreviation) ends in . ! ? and a capitalised word follows.
@@ -46,6 +49,7 @@ __all__ = [
     "Span",
     "Splitter",
     "SPLITTERS",
+    "DEFAULT",
     "get_splitter",
     "split_sentences",
     "boundary_scores",
@@ -107,7 +111,7 @@ def _cuts_from_pieces(text: str, pieces: Sequence[str]) -> list[int]:
 # Titles and reference words: always followed by a name or a number, never a break.
 # Lower case, without the final period.
 ABBREVIATIONS = frozenset("""
-    m mm mme mmes mlle mlles dr drs pr me mgr mgrs s.e s.e.m s.m ll.mm ll.ee ss exc
+    m mm mme mmes mlle mlles dr drs pr me mgr mgrs s.e s.e.m s.m ll.mm ll.ee ss exc mr mrs
     st ste sts stes sté cie ets gén col cdt cne lt ltn adj sgt amb
     art arts n no nos n° p pp vol chap fig tab réf ann al cf ex p.ex c.-à-d
     env av apr j.-c éd coll dir trad t tél fax
@@ -126,15 +130,20 @@ OPENERS = frozenset("""
     et or cependant toutefois néanmoins ainsi enfin puis ensuite tous toutes tout
     plusieurs aucun aucune chaque si quant face dès outre m mm mme mmes
 """.split()) | {"«", "“", '"'}
+# After a single capital, an opener means a new sentence unless it may be a name's
+# particle or a title: "J. Le Pen", "J. M. Dupont".
+_AFTER_INITIAL = OPENERS - {"le", "la", "de", "du", "des", "d'", "l'", "m", "mm", "mme", "mmes"}
 
 _CLOSERS = "»”’\"')]"
 _OPENERS_PUNCT = "«“‘\"'(["
 _TERMINAL = ".!?…"
 # Final punctuation, then closing quotes or brackets (a spaced French » included).
-_CANDIDATE = re.compile(r"[.!?…]+(?:[)\]\"'’”»]|[ \t\u00a0\u202f]+[»”])*")
-_GLUED = re.compile(r"[.!?…]+[)\]\"'’”»]*(?=[«“\"(]?[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ])")
+# (Possessive quantifiers and the look-behind keep both linear on runs like "......".)
+_CANDIDATE = re.compile(r"[.!?…]++(?:[)\]\"'’”»]|[ \t\u00a0\u202f]++[»”])*+")
+_GLUED = re.compile(r"(?<![.!?…])[.!?…]++[)\]\"'’”»]*+(?=[«“\"(]?[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ])")
 _WORD = re.compile(r"[^\W\d_]+(?:['’]|(?:[-'’][^\W\d_]+)*)")
 _DOTTED = re.compile(r"(?:[^\W\d_]{1,2}\.-?)+[^\W\d_]{1,2}\.?$")  # U.E.  J.-N.  É.-U.
+_NUMBERING = re.compile(r"\d{1,3}|[IVXLC]{1,6}|[a-zA-Z]")
 _ELISION = re.compile(r"^(?:[ldjcmnst]|qu|jusqu|lorsqu|puisqu)['’]", re.I)
 _BULLET = re.compile(r"^[ \t]*(?:[-–—•·▪◦*]|\d{1,2}[.)]|[a-z]\))[ \t\u00a0]+\S", re.M)
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
@@ -143,12 +152,27 @@ _HEADING_MAX_WORDS = 8
 _CONTINUING = frozenset("de du des d la le les l à au aux avec et ou en pour par sur que qui un une dans".split())
 
 
+def _token_start(text: str, end: int) -> int:
+    """Start of the whitespace-delimited token ending at ``end`` (at most 64 back)."""
+    start, stop = end, max(0, end - 64)
+    while start > stop and not text[start - 1].isspace():
+        start -= 1
+    return start
+
+
 def _word_before(text: str, end: int) -> str:
     """The whitespace-delimited token ending at ``end``, without outer punctuation."""
-    start = end
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    return text[start:end].lstrip(_OPENERS_PUNCT).rstrip(_CLOSERS + _TERMINAL)
+    return text[_token_start(text, end):end].lstrip(_OPENERS_PUNCT).rstrip(_CLOSERS + _TERMINAL)
+
+
+def _enumerator(text: str, period: int) -> bool:
+    """Whether the period at ``period`` closes a list number opening its line:
+    "1. Le Conseil...", "II. Relations bilatérales"."""
+    start = _token_start(text, period)
+    if not _NUMBERING.fullmatch(text, start, period):
+        return False
+    line_start = text.rfind("\n", 0, start) + 1
+    return not text[line_start:start].strip()
 
 
 def _next_word(text: str, start: int) -> str:
@@ -178,13 +202,17 @@ def _break_allowed(text: str, punct_end: int, cut: int) -> bool:
     if cut >= len(text):
         return True
     first = text[cut]
-    if first.islower() or first in ",;:-–)]}" or (first in "«“(\"" and text[cut + 1:cut + 2].islower()):
-        return False
+    if first.islower() or first in ",;:-–—)]}" or (first in "«“(\"" and text[cut + 1:cut + 2].islower()):
+        return False  # "» a-t-il dit", "MEXICO, 5 mai. — La ministre..."
     word = _word_before_period(text, punct_end)
     if word is None:
         return True
     key = word.lower()
-    if key in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+    if key in ABBREVIATIONS:
+        return False
+    if len(word) == 1 and word.isalpha():  # J. Biden, J. Le Pen; but "le parc W. Au nom..."
+        return _next_word(text, cut).lower() in _AFTER_INITIAL
+    if _enumerator(text, text.rindex(".", 0, punct_end)):
         return False
     dotted = "." in word and _DOTTED.match(word + ".")
     if key in SOMETIMES_FINAL or (dotted and ".-" not in word):  # U.E.  O.N.U.
@@ -215,7 +243,7 @@ def _glued_cuts(text: str) -> list[int]:
     """Sentences written without a space: "californienne.Park", "réponse?Nul"."""
     cuts = []
     for m in _GLUED.finditer(text):
-        word = _word_before(text, m.start())
+        word = _ELISION.sub("", _word_before(text, m.start()))
         if m.start() > 0 and not text[m.start() - 1].isspace() and len(word) >= 2 \
                 and "." not in word and word.lower() not in ABBREVIATIONS | SOMETIMES_FINAL \
                 and (word[-1].islower() or word[-1].isdigit() or word.isupper()):

@@ -1,0 +1,1 @@
+"""Exporters of trained model directories to other runtimes."""

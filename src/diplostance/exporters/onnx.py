@@ -1,0 +1,74 @@
+"""ONNX export (``torch.onnx.export``) and the ONNX Runtime scoring backend.
+
+``diplostance export MODEL`` writes ``model.onnx`` (fp32) and ``model.int8.onnx`` (dynamic
+int8 quantisation of the MatMul weights) into the model directory.  optimum's exporter is not
+used: optimum-onnx pins transformers below 4.58.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+
+
+def export_onnx(model_dir: str | Path, quantize: bool = True, opset: int = 18) -> list[Path]:
+    """Export the classifier of ``model_dir`` to ONNX; return the written paths."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from ..modeling import read_meta
+
+    model_dir = Path(model_dir)
+    read_meta(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).float().eval()
+    model.config.return_dict = False
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+    ids = torch.full((2, 16), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    out = model_dir / ONNX_FILE
+    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=2, max=4096)
+    torch.onnx.export(Logits(model), (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
+                      output_names=["logits"], opset_version=opset, dynamo=True, external_data=False,
+                      dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
+    written = [out]
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        q = model_dir / ONNX_INT8_FILE
+        quantize_dynamic(str(out), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        written.append(q)
+    return written
+
+
+class OnnxBackend:
+    """ONNX Runtime inference on the CPU (fp32 or int8 file)."""
+
+    def __init__(self, model_dir: str | Path, quantized: bool = False, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("the onnx backends need onnxruntime: pip install 'diplostance[onnx]'") from None
+        path = Path(model_dir) / (ONNX_INT8_FILE if quantized else ONNX_FILE)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; run 'diplostance export {model_dir}' first")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.name = "onnx-int8" if quantized else "onnx"
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": input_ids.astype(np.int64),
+                                             "attention_mask": attention_mask.astype(np.int64)})[0]
