@@ -82,7 +82,7 @@ def cmd_data_check(a: argparse.Namespace) -> int:
     from .corpus import check_corpus, format_stats
 
     report = check_corpus(a.dir)
-    print(format_stats(report.stats))
+    print(format_stats(report.stats, report.texts))
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if report.problems:

