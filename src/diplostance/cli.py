@@ -106,6 +106,17 @@ def cmd_data_build(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_agreement(a: argparse.Namespace) -> int:
+    from .annotation import agreement, read_labels
+
+    result = agreement(read_labels(a.first), read_labels(a.second))
+    print(f"{result['n']} sentences; exact label-set agreement {result['exact_set_agreement']:.3f}")
+    print("| label | Cohen's kappa | agreement | positives (first) | positives (second) |\n|---|---|---|---|---|")
+    for label, r in result["per_label"].items():
+        print(f"| {label} | {r['kappa']:.3f} | {r['agreement']:.3f} | {r['first_positives']} | {r['second_positives']} |")
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -169,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--seed", type=int, default=13)
     bd.add_argument("--adjudicated", help="JSONL of {id, labels} overriding the authored labels")
     bd.set_defaults(func=cmd_data_build)
+
+    ag = dsub.add_parser("agreement", help="Cohen's kappa per label between two annotations ({id, labels} JSONL)")
+    ag.add_argument("first")
+    ag.add_argument("second")
+    ag.set_defaults(func=cmd_data_agreement)
 
     m = sub.add_parser("demo", help="train the offline model if needed, score the sample readouts")
     m.add_argument("--retrain", action="store_true")
