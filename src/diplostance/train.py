@@ -175,11 +175,18 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
                 tokenizer = offline.train_tokenizer(texts, config.model.vocab_size, work / "spm", config.model.max_length)
                 tokenizer.save_pretrained(str(work / "tokenizer"))
             set_seed(t.seed)
+            vectors = None
+            if config.model.init_embeddings:
+                vectors, covered = offline.pretrained_piece_vectors(
+                    tokenizer, [e.text for e in train_ex], config.model.init_embeddings)
+                log.info("%.0f%% of the token embeddings initialised from %s", 100 * covered,
+                         config.model.init_embeddings)
             if config.pretrain.epochs > 0:
                 pre_dir = work / "pretrained"
                 if not (pre_dir / "config.json").exists():
                     texts = [e.text for e in train_ex] + _extra_text(config.pretrain.extra_text)
-                    offline.mlm_pretrain(config.model, config.pretrain, tokenizer, texts, t.seed, pre_dir, bf16=t.bf16)
+                    offline.mlm_pretrain(config.model, config.pretrain, tokenizer, texts, t.seed, pre_dir,
+                                         bf16=t.bf16, vectors=vectors)
                 from transformers import CamembertForSequenceClassification
 
                 set_seed(t.seed)
@@ -188,12 +195,8 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
                     label2id={v: k for k, v in ID2LABEL.items()}, problem_type="multi_label_classification")
             else:
                 model = offline.build_model(config.model, tokenizer, ID2LABEL)
-                if config.model.init_embeddings:
-                    matrix, covered = offline.pretrained_piece_vectors(
-                        tokenizer, [e.text for e in train_ex], config.model.init_embeddings)
-                    offline.init_embeddings(model, matrix, seed=t.seed)
-                    log.info("initialised %.0f%% of the token embeddings from %s", 100 * covered,
-                             config.model.init_embeddings)
+                if vectors is not None:
+                    offline.init_embeddings(model, vectors, seed=t.seed)
     else:
         tokenizer, model = load_base(config.model.base, ID2LABEL, config.model.max_length)
     tokenizer.model_max_length = config.model.max_length
