@@ -156,7 +156,7 @@ def test_python_api_scores_documents(tiny_model):
 def test_resume_after_kill_gives_the_clean_output(tiny_model, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
-    docs = corpus_documents("train", n=1000) * 3  # enough work to be killed half-way
+    docs = corpus_documents("train", n=1000)  # enough work to be killed half-way
     for i, doc in enumerate(docs):
         (folder / f"{i:04d}-{doc['id']}.txt").write_text(doc["text"], encoding="utf-8")
     clean = tmp_path / "clean.jsonl"
