@@ -59,23 +59,38 @@ def document_page(doc, records, model_name: str) -> str:
             f"<div class=\"counts\">Counts: {count_html}</div><div class=\"text\">{''.join(parts)}</div></body></html>")
 
 
-def write_html(out_dir: str | Path, docs, model_name: str, failures=()) -> Path:
-    """Write ``doc-NNNN.html`` for each (document, records) pair and ``index.html``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, (doc, records) in enumerate(docs, 1):
-        name = f"doc-{i:04d}.html"
-        (out / name).write_text(document_page(doc, records, model_name), encoding="utf-8")
+class HtmlWriter:
+    """Writes ``doc-NNNN.html`` as each document comes (memory stays flat), then ``index.html``."""
+
+    def __init__(self, out_dir: str | Path, model_name: str):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model_name = model_name
+        self.rows: list[str] = []
+
+    def add(self, doc, records) -> Path:
+        name = f"doc-{len(self.rows) + 1:04d}.html"
+        (self.out / name).write_text(document_page(doc, records, self.model_name), encoding="utf-8")
         counts = Counter(l for r in records for l in r.labels)
         cells = "".join(f"<td>{counts.get(l, 0)}</td>" for l in PRIMARY_ORDER)
-        rows.append(f'<tr><td><a href="{name}">{html.escape(doc.id)}</a></td><td>{len(records)}</td>{cells}</tr>')
-    fail_rows = "".join(f'<li class="fail">{html.escape(f.source)}: {html.escape(f.reason)}</li>' for f in failures)
-    head = "".join(f'<th style="background:{COLOURS[l]}">{l}</th>' for l in PRIMARY_ORDER)
-    page = (f"<!DOCTYPE html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>diplostance: {len(rows)} "
-            f"documents</title><style>{CSS}</style></head><body><h1>Scored readouts</h1>"
-            f"<p class=\"meta\">model {html.escape(model_name)}</p>{_legend()}"
-            f"<table><tr><th>document</th><th>sentences</th>{head}</tr>{''.join(rows)}</table>"
-            + (f"<h2>Not scored</h2><ul>{fail_rows}</ul>" if fail_rows else "") + "</body></html>")
-    (out / "index.html").write_text(page, encoding="utf-8")
-    return out / "index.html"
+        self.rows.append(f'<tr><td><a href="{name}">{html.escape(doc.id)}</a></td><td>{len(records)}</td>{cells}</tr>')
+        return self.out / name
+
+    def close(self, failures=()) -> Path:
+        fail_rows = "".join(f'<li class="fail">{html.escape(f.source)}: {html.escape(f.reason)}</li>' for f in failures)
+        head = "".join(f'<th style="background:{COLOURS[l]}">{l}</th>' for l in PRIMARY_ORDER)
+        page = (f"<!DOCTYPE html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>diplostance: {len(self.rows)} "
+                f"documents</title><style>{CSS}</style></head><body><h1>Scored readouts</h1>"
+                f"<p class=\"meta\">model {html.escape(self.model_name)}</p>{_legend()}"
+                f"<table><tr><th>document</th><th>sentences</th>{head}</tr>{''.join(self.rows)}</table>"
+                + (f"<h2>Not scored</h2><ul>{fail_rows}</ul>" if fail_rows else "") + "</body></html>")
+        (self.out / "index.html").write_text(page, encoding="utf-8")
+        return self.out / "index.html"
+
+
+def write_html(out_dir: str | Path, docs, model_name: str, failures=()) -> Path:
+    """Write one page per (document, records) pair and the index; return the index path."""
+    writer = HtmlWriter(out_dir, model_name)
+    for doc, records in docs:
+        writer.add(doc, records)
+    return writer.close(failures)

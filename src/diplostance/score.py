@@ -239,9 +239,13 @@ def score_command(a: argparse.Namespace) -> int:
                                 threads=a.threads or None)
     failures: list[ReadFailure] = []
     summaries: dict[str, dict] = {}
-    html_docs: list[tuple[Document, list[SentenceRecord]]] = []
+    html = None
+    if a.html:
+        from .report import HtmlWriter
+
+        html = HtmlWriter(a.html, clf.name)
     bar = tqdm(desc="scoring", unit="doc", disable=a.quiet, file=sys.stderr, dynamic_ncols=True)
-    started, n_sent, skipped = time.time(), 0, 0
+    started, n_sent, n_docs, skipped = time.time(), 0, 0, 0
 
     def documents():
         nonlocal skipped
@@ -270,9 +274,11 @@ def score_command(a: argparse.Namespace) -> int:
                 continue
             doc = docs_by_id.pop(records[0].doc_id)
             writer.write_document([r.row(clf.name, clf.version) for r in records])
-            summaries[doc.id] = {"source": doc.source, **document_summary(records)}
-            if a.html:
-                html_docs.append((doc, records))
+            n_docs += 1
+            if a.summary:  # kept only when asked for, so memory stays flat otherwise
+                summaries[doc.id] = {"source": doc.source, **document_summary(records)}
+            if html is not None:
+                html.add(doc, records)
             n_sent += len(records)
             bar.update(1)
             bar.set_postfix(sentences=n_sent, per_s=f"{n_sent / max(time.time() - started, 1e-9):.0f}")
@@ -284,17 +290,15 @@ def score_command(a: argparse.Namespace) -> int:
         bar.close()
     if a.summary:
         summary = {"model": clf.name, "model_path": str(a.model), "backend": a.backend,
-                   "documents_scored": len(summaries), "documents_skipped_resume": skipped,
+                   "documents_scored": n_docs, "documents_skipped_resume": skipped,
                    "sentences": n_sent, "failures": [vars(f) for f in failures], "documents": summaries}
         Path(a.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(a.summary).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-    if a.html:
-        from .report import write_html
-
-        write_html(a.html, html_docs, model_name=clf.name, failures=failures)
+    if html is not None:
+        html.close(failures)
     if not a.quiet:
         seconds = max(time.time() - started, 1e-9)
-        print(f"scored {len(summaries)} document(s), {n_sent} sentences in {seconds:.1f} s "
+        print(f"scored {n_docs} document(s), {n_sent} sentences in {seconds:.1f} s "
               f"({n_sent / seconds:.0f} sentences/s); {len(failures)} failed; {skipped} skipped (resume)",
               file=sys.stderr)
     return 1 if failures else 0
