@@ -39,3 +39,13 @@ def test_unknown_backend_and_missing_export(tiny_model, tmp_path):
     shutil.copytree(tiny_model.output, copy, ignore=shutil.ignore_patterns("*.onnx"))
     with pytest.raises(FileNotFoundError, match="run 'diplostance export"):
         load_backend("onnx", copy)
+
+
+def test_stale_onnx_export_is_refused(exported, tmp_path):
+    import shutil
+
+    copy = tmp_path / "retrained"
+    shutil.copytree(exported, copy)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes() + b" ")  # other weights
+    with pytest.raises(FileNotFoundError, match="not exported from this model's current weights"):
+        load_backend("onnx", copy)

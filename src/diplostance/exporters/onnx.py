@@ -12,6 +12,13 @@ import numpy as np
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
+EXPORT_RECORD = "onnx_export.json"
+
+
+def _weights_digest(model_dir: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
 
 
 def export_onnx(model_dir: str | Path, quantize: bool = True, opset: int = 18) -> list[Path]:
@@ -42,6 +49,10 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, opset: int = 18) -
                       output_names=["logits"], opset_version=opset, dynamo=True, external_data=False,
                       dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
     written = [out]
+    import json
+
+    (model_dir / EXPORT_RECORD).write_text(json.dumps({"weights_sha256": _weights_digest(model_dir),
+                                                        "opset": opset}), encoding="utf-8")
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -62,6 +73,12 @@ class OnnxBackend:
         path = Path(model_dir) / (ONNX_INT8_FILE if quantized else ONNX_FILE)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; run 'diplostance export {model_dir}' first")
+        import json
+
+        record = Path(model_dir) / EXPORT_RECORD
+        if not record.exists() or json.loads(record.read_text())["weights_sha256"] != _weights_digest(Path(model_dir)):
+            raise FileNotFoundError(f"{path} was not exported from this model's current weights; "
+                                    f"run 'diplostance export {model_dir}' again")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
