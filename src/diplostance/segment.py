@@ -140,7 +140,7 @@ _TERMINAL = ".!?…"
 # Final punctuation, then closing quotes or brackets (a spaced French » included).
 # (Possessive quantifiers and the look-behind keep both linear on runs like "......".)
 _CANDIDATE = re.compile(r"[.!?…]++(?:[)\]\"'’”»]|[ \t\u00a0\u202f]++[»”])*+")
-_GLUED = re.compile(r"(?<![.!?…])[.!?…]++[)\]\"'’”»]*+(?=[«“\"(]?[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ])")
+_GLUED = re.compile(r"(?<![.!?…])[.!?…]++[)\]\"'’”»]*+(?=[«“\"(]?[A-ZÀ-ÖØ-Þ](?:[a-zà-öø-ÿ]|\s))")
 _WORD = re.compile(r"[^\W\d_]+(?:['’]|(?:[-'’][^\W\d_]+)*)")
 _DOTTED = re.compile(r"(?:[^\W\d_]{1,2}\.-?)+[^\W\d_]{1,2}\.?$")  # U.E.  J.-N.  É.-U.
 _NUMBERING = re.compile(r"\d{1,3}|[IVXLC]{1,6}|[a-zA-Z]")
@@ -244,6 +244,10 @@ def _glued_cuts(text: str) -> list[int]:
     cuts = []
     for m in _GLUED.finditer(text):
         word = _ELISION.sub("", _word_before(text, m.start()))
+        before = text[m.start() - 1] if m.start() > 0 else " "
+        if before in "%»”)" and m.start() > 1 and text[m.start() - 2] in " \u00a0\u202f" + "0123456789" + "%":
+            cuts.append(m.end())  # "60 %.Le", "générosité africaine ».À"
+            continue
         if m.start() > 0 and not text[m.start() - 1].isspace() and len(word) >= 2 \
                 and "." not in word and word.lower() not in ABBREVIATIONS | SOMETIMES_FINAL \
                 and (word[-1].islower() or word[-1].isdigit() or word.isupper()):
