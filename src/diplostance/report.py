@@ -19,7 +19,7 @@ body{font-family:Georgia,'DejaVu Serif',serif;max-width:52rem;margin:2rem auto;p
 h1{font-size:1.3rem} .meta{color:#666;font-size:.9rem}
 .legend span,.counts span{display:inline-block;padding:.1rem .5rem;margin:.15rem;border-radius:.3rem;font-family:sans-serif;font-size:.85rem}
 .text{white-space:pre-wrap;border-top:1px solid #ddd;padding-top:1rem}
-.s{border-radius:.2rem;padding:.05rem 0} .s:hover{outline:2px solid #333}
+.s{border-radius:.2rem;padding:.05rem 0;border-left:2px solid rgba(0,0,0,.25);-webkit-box-decoration-break:clone;box-decoration-break:clone} .s:hover{outline:2px solid #333}
 .s.none{border-bottom:1px dotted #bbb}
 table{border-collapse:collapse;font-family:sans-serif;font-size:.9rem} td,th{border:1px solid #ccc;padding:.2rem .5rem}
 .fail{color:#a00}
