@@ -89,12 +89,14 @@ def mlm_pretrain(args: ModelArgs, pre: PretrainArgs, tokenizer, texts: list[str]
     enc = tokenizer(texts, truncation=True, max_length=args.max_length)
     dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pre.mlm_probability)
+    from .train import bf16_arguments
+
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(
             output_dir=tmp, num_train_epochs=pre.epochs, per_device_train_batch_size=pre.batch_size,
             learning_rate=pre.learning_rate, warmup_steps=0.06, weight_decay=0.01, seed=seed,
             save_strategy="no", eval_strategy="no", report_to="none", logging_steps=50,
-            train_sampling_strategy="group_by_length", bf16=bf16,
+            train_sampling_strategy="group_by_length", **bf16_arguments(bf16),
             dataloader_num_workers=0, disable_tqdm=False,
         )
         Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator).train()

@@ -154,7 +154,7 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     args = TrainingArguments(
         output_dir=str(out / CHECKPOINTS), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed, bf16=t.bf16,
+        warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed, **bf16_arguments(t.bf16),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
         save_total_limit=2, logging_steps=t.logging_steps, report_to="none", disable_tqdm=quiet,
@@ -260,6 +260,18 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     shutil.rmtree(work, ignore_errors=True)
     (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return TrainResult(out, thresholds, results, seconds)
+
+
+def bf16_arguments(bf16: bool) -> dict:
+    """TrainingArguments for bf16 mixed precision: on a machine without a GPU the Trainer refuses
+    ``bf16`` unless told to train on the CPU, where it then runs under CPU autocast (AMX /
+    AVX-512 BF16 kernels).  Nothing changes when ``bf16`` is off."""
+    if not bf16:
+        return {"bf16": False}
+    import torch
+
+    accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return {"bf16": True} if accelerator else {"bf16": True, "use_cpu": True}
 
 
 def _collator(tokenizer):

@@ -1,0 +1,606 @@
+"""Scoring and training speed, side by side with the transformers pipeline; accuracy guard.
+
+    .venv/bin/python evaluate/benchmark.py [--quick] [--model models/offline] [--threads 2]
+
+On the same corpus sentences (2,000 drawn from data/sentences/*.jsonl; 200 with --quick) and
+for two models, (a) a camembert-base-shaped CamemBERT with random weights (built once into
+models/bench-base: 12 layers, hidden 768, vocabulary 32005, with the offline tokenizer) and
+(b) the trained offline model, it measures sentences/s and peak memory (RSS high-water mark)
+of the transformers pipeline ("text-classification", top_k=None) at batch size 1 (the
+baseline) and 32, and of ``StanceClassifier`` with every backend.
+
+Every configuration runs in its own process (separate memory peaks), loaded once; the
+sentences are cut into rounds of equal length distribution and the configurations take
+turns on each round, in a rotating order, so that a burst of load from other processes hits
+all of them alike.  The figure reported is the median over rounds.  Then:
+
+* training samples/s of the base-shaped model: the HF Trainer as ``diplostance train`` sets it
+  up (length-grouped batches, bf16 autocast where the CPU has it) against a plain fp32 loop
+  with random batches (same data, same batch size);
+* streaming: peak memory scoring N documents and 10N documents with the fastest backend;
+* the accuracy guard (:func:`diplostance.backends.guard`): each fast backend against fp32 on
+  the offline model and the test split.
+
+Results go to evaluate/benchmarks/results.md and results.json.  Nothing here is a test: run it
+on demand (about 15 minutes on an idle 2-core machine; --quick, 3-4 minutes, for checks).
+"""
+from __future__ import annotations
+
+import os
+
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")  # before anything imports diplostance
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "evaluate" / "benchmarks"
+BASE_DIR = ROOT / "models" / "bench-base"
+BASE_SHAPE = dict(vocab_size=32005, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                  intermediate_size=3072, max_position_embeddings=514)
+BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
+BASELINE = "pipeline b1"
+SLICE = 250
+# Extra rows for the base-shaped model only: the choices the backends were measured against.
+VARIANTS = {"bf16 (autocast, before)": "torch.autocast over the fp32 model (the former bf16 backend)",
+            "bf16 (OpenMP spinning)": "bf16, torch imported before diplostance: OpenMP's default spin-waiting"}
+TARGETS = {"best_per_s": 150.0, "fp32_per_s": 45.0, "train_speedup": 3.0, "best_peak_mb": 1024.0}
+
+
+def child_env() -> dict:
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TRANSFORMERS_NO_ADVISORY_WARNINGS="1", PYTHONWARNINGS="ignore")
+    env.pop("OMP_WAIT_POLICY", None)
+    if USER_OMP_WAIT_POLICY is not None:
+        env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def peak_rss_mb() -> float:
+    """This process's RSS high-water mark.  VmHWM, not getrusage's ru_maxrss: Linux carries
+    ru_maxrss over fork + exec, so every worker would report at least the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def say(*parts) -> None:
+    print("@@", json.dumps(parts), flush=True)
+
+
+def chunks(texts: list[str], rounds: int) -> list[list[str]]:
+    """``rounds`` slices with the same length distribution (every rounds-th by length)."""
+    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    return [[texts[i] for i in order[r::rounds]] for r in range(rounds)]
+
+
+# --------------------------------------------------------------------------- workers (subprocesses)
+
+def scoring_worker(kind: str, model: str, sentence_file: str, rounds: int, threads: int, cap_s: float) -> None:
+    """One configuration, loaded once; scores the round it is told to and reports the seconds.
+
+    A round is scored in strided slices (each with the round's length distribution; 250
+    sentences for our scorer, enough for well length-sorted batches, 125 for the pipeline, which
+    does not sort); a slice that would end after ``cap_s`` seconds (judged by the previous one)
+    is not started.
+    """
+    texts = json.loads(Path(sentence_file).read_text(encoding="utf-8"))
+    parts = chunks(texts, rounds)
+    started = time.perf_counter()
+    if kind.startswith("pipeline"):
+        import torch  # as a user of transformers would: nothing of diplostance imported
+        from transformers import pipeline
+
+        torch.set_num_threads(threads)
+        batch = int(kind.split("b")[-1])
+        pipe = pipeline("text-classification", model=model, top_k=None, device="cpu")
+
+        def run(batch_texts):
+            return pipe(batch_texts, batch_size=batch, truncation=True)
+    else:
+        if kind == "bf16 (OpenMP spinning)":
+            import torch  # noqa: F401  (OpenMP starts with its default wait policy)
+        from diplostance import StanceClassifier
+
+        backend = "bf16" if kind.startswith("bf16") else kind
+        clf = StanceClassifier.load(model, backend="fp32" if "autocast" in kind else backend, threads=threads)
+        if "autocast" in kind:
+            import torch
+
+            from diplostance.inference import TorchBackend
+
+            clf.backend = TorchBackend(clf.backend.model, "bf16", autocast_dtype=torch.bfloat16)
+        run = clf.predict
+    run(parts[0][::max(1, len(parts[0]) // 32)][:32])  # warm-up, all lengths
+    say("ready", time.perf_counter() - started)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "run":
+            r, done = int(cmd[1]), 0
+            t = time.perf_counter()
+            slices = max(1, len(parts[r]) // (SLICE // 2 if kind.startswith("pipeline") else SLICE))
+            for j in range(slices):
+                part = parts[r][j::slices]
+                run(part)
+                done += len(part)
+                elapsed = time.perf_counter() - t
+                if elapsed * (j + 2) / (j + 1) > cap_s:
+                    break
+            say("done", r, time.perf_counter() - t, done)
+        else:
+            break
+    say("rss", peak_rss_mb())
+
+
+def train_worker(kind: str, model: str, steps: int, batch_size: int, threads: int) -> None:
+    """Samples/s of ``steps`` training steps (after one warm-up step) of the base-shaped model.
+
+    ``steps`` -1: one mega-batch of the length-grouped sampler (an unbiased sample of its batch
+    lengths; fewer steps would time only the longest batches, which come first).
+    """
+    if kind == "ours":
+        import diplostance  # noqa: F401  (before torch, as 'diplostance train' does)
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from diplostance import corpus
+    from diplostance.train import _bce_loss, _collator, _dataset, bf16_arguments
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    examples = corpus.load_examples(ROOT / "data" / "sentences" / "train.jsonl")
+    net = AutoModelForSequenceClassification.from_pretrained(model)
+    dataset = _dataset(examples, tokenizer, 256)
+    if steps < 0:  # one mega-batch of the length-grouped sampler: its batches are a random sample sorted by
+        steps = min(len(dataset) // (batch_size * 4), 50)  # length, longest first (transformers' rule)
+    bf16 = kind == "ours" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    times, tokens = [], []
+    base_collate = _collator(tokenizer)
+
+    def collate(features):  # the same collator as 'diplostance train'; records the padded batch size
+        batch = base_collate(features)
+        tokens.append(int(np.prod(batch["input_ids"].shape)))
+        return batch
+
+    if kind == "ours":
+        from transformers import Trainer, TrainerCallback, TrainingArguments
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                self.t = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                times.append(time.perf_counter() - self.t)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TrainingArguments(output_dir=tmp, max_steps=steps + 1, per_device_train_batch_size=batch_size,
+                                     learning_rate=3e-5, warmup_steps=0.06, weight_decay=0.01, seed=42, data_seed=42,
+                                     train_sampling_strategy="group_by_length", save_strategy="no",
+                                     eval_strategy="no", report_to="none", disable_tqdm=True, logging_steps=10_000,
+                                     dataloader_num_workers=0, **bf16_arguments(bf16))
+            trainer = Trainer(model=net, args=args, train_dataset=dataset, data_collator=collate,
+                              compute_loss_func=_bce_loss(None), callbacks=[Clock()])
+            trainer.train()
+    else:  # the plain loop: random batches, fp32
+        loader = torch.utils.data.DataLoader(dataset.remove_columns(["length"]), batch_size=batch_size, shuffle=True,
+                                             collate_fn=collate, generator=torch.Generator().manual_seed(42))
+        optimizer = torch.optim.AdamW(net.parameters(), lr=3e-5, weight_decay=0.01)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        net.train()
+        for step, batch in enumerate(loader):
+            if step > steps:
+                break
+            t = time.perf_counter()
+            labels = batch.pop("labels")
+            loss = loss_fn(net(**batch).logits, labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            times.append(time.perf_counter() - t)
+    measured = times[1:steps + 1]
+    say("train", {"kind": kind, "bf16": bool(bf16), "steps": len(measured), "batch_size": batch_size,
+                  "seconds": sum(measured), "samples_per_s": len(measured) * batch_size / sum(measured),
+                  "padded_tokens_per_step": float(np.mean(tokens[1:steps + 1])),
+                  "peak_rss_mb": peak_rss_mb()})
+
+
+def stream_worker(backend: str, model: str, n_docs: int, threads: int) -> None:
+    """Score ``n_docs`` corpus documents (cycled, new ids), streamed; report peak memory."""
+    from diplostance import StanceClassifier
+
+    clf = StanceClassifier.load(model, backend=backend, threads=threads)
+    rows = [json.loads(line) for split in ("train", "dev", "test")
+            for line in (ROOT / "data" / "documents" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    import random
+
+    random.Random(0).shuffle(rows)
+
+    def documents():  # a generator: nothing is held but the chunk being scored
+        for i in range(n_docs):
+            yield f"doc-{i}", rows[i % len(rows)]["text"]
+
+    t = time.perf_counter()
+    sentences = sum(len(records) for records in clf.score(documents()))
+    say("stream", {"documents": n_docs, "sentences": sentences, "seconds": time.perf_counter() - t,
+                   "peak_rss_mb": peak_rss_mb()})
+
+
+def guard_worker(model: str, threads: int) -> None:
+    import torch
+
+    from diplostance import corpus
+    from diplostance.backends import guard
+
+    torch.set_num_threads(threads)
+    texts = [e.text for e in corpus.load_examples(ROOT / "data" / "sentences" / "test.jsonl")]
+    say("guard", {"sentences": len(texts), "backends": guard(model, texts)})
+
+
+# --------------------------------------------------------------------------- parent
+
+class Worker:
+    def __init__(self, args: list[str], log: Path):
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, env=child_env(), cwd=ROOT)
+        self.log_path = log
+
+    def read(self):
+        for line in self.proc.stdout:
+            if line.startswith("@@ "):
+                return json.loads(line[3:])
+        self.proc.wait()
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"worker {self.proc.args[2:]} ended (exit {self.proc.returncode}):\n{tail}")
+
+    def send(self, line: str):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        self.proc.wait()
+        self.log.close()
+
+
+def run_once(args: list[str], logdir: Path, name: str):
+    w = Worker(args, logdir / f"{name}.log")
+    msg = w.read()
+    w.close()
+    return msg[1]
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def bench_scoring(label: str, model: Path, kinds: list[str], sentence_file: Path, rounds: int, threads: int,
+                  cap_s: float, logdir: Path) -> dict:
+    print(f"\n[{label}] {model}: starting {len(kinds)} configurations", flush=True)
+    workers, load_s = {}, {}
+    for kind in kinds:  # started one after another so that loading does not overlap the timing
+        tag = kind.replace(" ", "_").replace("(", "").replace(")", "")
+        w = Worker(["--worker", kind, str(model), str(sentence_file), str(rounds), str(threads), str(cap_s)],
+                   logdir / f"{label}-{tag}.log")
+        load_s[kind] = w.read()[1]
+        workers[kind] = w
+    rates = {k: [] for k in kinds}
+    scored = {k: 0 for k in kinds}
+    loads = []
+    for r in range(rounds):
+        order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
+        for kind in order:
+            workers[kind].send(f"run {r}")
+            _, _, seconds, n = workers[kind].read()
+            rates[kind].append(n / seconds)
+            scored[kind] += n
+        loads.append(load_average())
+        print(f"  round {r + 1}/{rounds} (load {loads[-1]:.1f}): "
+              + ", ".join(f"{k} {rates[k][-1]:.1f}/s" for k in kinds), flush=True)
+    rss = {}
+    for kind, w in workers.items():
+        w.send("quit")
+        rss[kind] = w.read()[1]
+        w.close()
+    base = statistics.median(rates[BASELINE]) if BASELINE in rates else None
+    rows = []
+    for kind in kinds:
+        med = statistics.median(rates[kind])
+        rows.append({"config": kind, "per_s": med, "min_per_s": min(rates[kind]), "max_per_s": max(rates[kind]),
+                     "x_baseline": med / base if base else None, "peak_rss_mb": rss[kind], "load_s": load_s[kind],
+                     "scored": scored[kind]})
+    return {"model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model), "rows": rows,
+            "rounds": rounds, "cap_s": cap_s, "load_average": loads}
+
+
+def ensure_offline(model: Path) -> None:
+    if (model / "diplostance.json").exists():
+        return
+    print(f"{model} is missing: training it (training/offline.toml, about 8 minutes)", flush=True)
+    subprocess.run([str(Path(sys.executable).parent / "diplostance"), "train", "training/offline.toml",
+                    "--output", str(model)], check=True, cwd=ROOT, env=child_env())
+
+
+def ensure_export(model: Path) -> None:
+    from diplostance.backends import load_backend
+
+    try:
+        load_backend("onnx-int8", model)
+        load_backend("onnx", model)
+    except FileNotFoundError:
+        from diplostance.exporters.onnx import export_onnx
+
+        print(f"exporting {model} to ONNX", flush=True)
+        t = time.time()
+        export_onnx(model)
+        print(f"  exported in {time.time() - t:.0f} s", flush=True)
+
+
+def ensure_base(offline: Path) -> None:
+    """The camembert-base-shaped model with random weights, with the offline tokenizer."""
+    if (BASE_DIR / "diplostance.json").exists():
+        config = json.loads((BASE_DIR / "config.json").read_text())
+        if all(config.get(k) == v for k, v in BASE_SHAPE.items()):
+            return
+    import torch
+    from transformers import AutoTokenizer, CamembertConfig, CamembertForSequenceClassification
+
+    from diplostance.modeling import ModelMeta, write_meta
+    from diplostance.train import ID2LABEL
+
+    print(f"building {BASE_DIR} (camembert-base shape, random weights)", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(offline), model_max_length=256)
+    torch.manual_seed(0)
+    config = CamembertConfig(**BASE_SHAPE, type_vocab_size=1, pad_token_id=tokenizer.pad_token_id,
+                             bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+                             num_labels=len(ID2LABEL), id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
+                             problem_type="multi_label_classification")
+    BASE_DIR.mkdir(parents=True, exist_ok=True)
+    CamembertForSequenceClassification(config).save_pretrained(str(BASE_DIR))
+    tokenizer.save_pretrained(str(BASE_DIR))
+    write_meta(BASE_DIR, ModelMeta(name="camembert-base-shaped (random weights)", max_length=256,
+                                   created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        found = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in flags]
+        return f"{name} ({', '.join(found)})"
+    except (OSError, StopIteration, UnboundLocalError):
+        return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="200 sentences, 2 rounds, fewer training steps (a check)")
+    p.add_argument("--model", default="models/offline", help="the trained model (default models/offline)")
+    p.add_argument("--sentences", type=int, default=0, help="corpus sentences scored (default 2000; --quick 200)")
+    p.add_argument("--rounds", type=int, default=0, help="rounds per configuration (default 4; --quick 2)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cap", type=float, default=0,
+                   help="seconds per round past which a configuration starts no further slice (default 12; --quick 10)")
+    p.add_argument("--train-steps", type=int, default=0,
+                   help="timed steps of the plain loop (default 12; --quick 3); ours times one mega-batch of "
+                        "length-grouped batches (--quick: the same number of steps as the plain loop)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["base", "offline", "train", "stream", "guard"],
+                   help="sections to leave out")
+    p.add_argument("--out", default=str(OUT))
+    a = p.parse_args(argv)
+    n = a.sentences or (200 if a.quick else 2000)
+    rounds = a.rounds or (2 if a.quick else 4)
+    steps = a.train_steps or (3 if a.quick else 12)
+    cap = a.cap or (10 if a.quick else 12)
+    docs = 4 if a.quick else 30
+    model = (ROOT / a.model).resolve() if not Path(a.model).is_absolute() else Path(a.model)
+    sys.path.insert(0, str(ROOT / "src"))
+    started = time.time()
+    result = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_name(),
+              "cores": os.cpu_count(), "threads": a.threads, "quick": a.quick, "sentences": n,
+              "load_average_start": list(os.getloadavg()),
+              "omp_wait_policy": USER_OMP_WAIT_POLICY or "PASSIVE (set by diplostance)"}
+    print(f"{result['date']}  {result['cpu']}  threads {a.threads}  load {os.getloadavg()[0]:.1f}", flush=True)
+
+    ensure_offline(model)
+    ensure_base(model)
+    for m in (BASE_DIR, model):
+        ensure_export(m)
+
+    import random
+
+    from diplostance import corpus
+
+    pool = [e.text for split in ("train", "dev", "test")
+            for e in corpus.load_examples(ROOT / "data" / "sentences" / f"{split}.jsonl")]
+    texts = random.Random(0).sample(pool, min(n, len(pool)))
+    result["sentences"] = len(texts)
+    with tempfile.TemporaryDirectory(prefix="diplostance-bench-") as tmp:
+        tmp = Path(tmp)
+        sentence_file = tmp / "sentences.json"
+        sentence_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        kinds = ["pipeline b1", "pipeline b32", *BACKENDS]
+        if "base" not in a.skip:
+            result["base"] = bench_scoring("base", BASE_DIR, kinds + list(VARIANTS), sentence_file, rounds,
+                                           a.threads, cap, tmp)
+        if "offline" not in a.skip:
+            result["offline"] = bench_scoring("offline", model, kinds, sentence_file, rounds, a.threads, cap, tmp)
+        if "guard" not in a.skip:
+            print("\n[guard] fast backends against fp32 on the test split", flush=True)
+            result["guard"] = run_once(["--guard-worker", str(model), str(a.threads)], tmp, "guard")
+        best = best_backend(result)
+        result["best_backend"] = best
+        if "stream" not in a.skip:
+            print(f"\n[stream] {best} on the base-shaped model: {docs} and {10 * docs} documents", flush=True)
+            result["stream"] = [run_once(["--stream-worker", best, str(BASE_DIR), str(k), str(a.threads)], tmp,
+                                         f"stream-{k}") for k in (docs, 10 * docs)]
+            for s in result["stream"]:
+                print(f"  {s['documents']} documents, {s['sentences']} sentences: peak {s['peak_rss_mb']:.0f} MB, "
+                      f"{s['sentences'] / s['seconds']:.1f} sentences/s", flush=True)
+        if "train" not in a.skip:
+            print(f"\n[train] base-shaped model, batch 16", flush=True)
+            result["train"] = {}
+            for kind in ("plain", "ours"):
+                k_steps = steps if kind == "plain" or a.quick else -1
+                r = run_once(["--train-worker", kind, str(BASE_DIR), str(k_steps), "16", str(a.threads)], tmp,
+                             f"train-{kind}")
+                result["train"][kind] = r
+                print(f"  {kind}: {r['samples_per_s']:.2f} samples/s over {r['steps']} steps (bf16 {r['bf16']}, "
+                      f"{r['padded_tokens_per_step']:.0f} padded tokens/step)", flush=True)
+            result["train"]["speedup"] = result["train"]["ours"]["samples_per_s"] / result["train"]["plain"]["samples_per_s"]
+    result["load_average_end"] = list(os.getloadavg())
+    result["minutes"] = round((time.time() - started) / 60, 1)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = report(result)
+    print("\n" + md)
+    if not a.quick or a.out != str(OUT):
+        (out / "results.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / "results.md").write_text(md, encoding="utf-8")
+        print(f"written: {out / 'results.md'}, {out / 'results.json'}")
+    else:
+        (out / "quick.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"--quick: results.md left as it is; figures in {out / 'quick.json'}")
+    return 0
+
+
+def best_backend(result: dict) -> str:
+    """The fastest backend on the base-shaped model among those that pass the guard."""
+    guard = result.get("guard", {}).get("backends", {})
+    rows = {r["config"]: r for r in result.get("base", result.get("offline", {"rows": []}))["rows"]}
+    ok = [b for b in BACKENDS if b == "fp32" or guard.get(b, {}).get("ok")]
+    ok = [b for b in ok if b in rows] or ["fp32"]
+    return max(ok, key=lambda b: rows[b]["per_s"] if b in rows else 0)
+
+
+def report(r: dict) -> str:
+    lines = ["# Speed: scoring and training on the CPU", "",
+             f"Measured {r['date']} by `evaluate/benchmark.py{' --quick' if r['quick'] else ''}` "
+             f"({r['minutes']} min) on {r['cpu']}, {r['cores']} cores, **{r['threads']} threads**; "
+             f"OpenMP wait policy {r['omp_wait_policy']}.",
+             f"Load average (1 min) {r['load_average_start'][0]:.1f} at the start, "
+             f"{r['load_average_end'][0]:.1f} at the end: the machine was shared with other busy processes, "
+             "so absolute figures are noisy; compare within a table (same run, interleaved rounds).", ""]
+    for key, title in (("base", "(a) camembert-base-shaped model (random weights, 110M parameters)"),
+                       ("offline", "(b) trained offline model")):
+        if key not in r:
+            continue
+        s = r[key]
+        loads = s["load_average"]
+        lines += [f"## {title}", "",
+                  f"`{s['model']}`, the same {r['sentences']} corpus sentences for every row, in {s['rounds']} rounds "
+                  f"(load average during rounds {min(loads):.1f}-{max(loads):.1f}); sentences/s is the median "
+                  "over rounds (range: slowest and fastest round); a round is scored in slices with the round's "
+                  f"length distribution ({SLICE} sentences, {SLICE // 2} for the pipeline), and a slice that would "
+                  f"end after {s['cap_s']:.0f} s is not started (*scored* counts what each configuration did); "
+                  "peak RSS is the process's high-water mark (VmHWM), loading included.", "",
+                  "| configuration | sentences/s | range | x pipeline b1 | peak RSS (MB) | scored |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for row in s["rows"]:
+            x = f"{row['x_baseline']:.1f}x" if row["x_baseline"] else ""
+            lines.append(f"| {row['config']} | {row['per_s']:.1f} | {row['min_per_s']:.1f}-{row['max_per_s']:.1f} "
+                         f"| {x} | {row['peak_rss_mb']:.0f} | {row['scored']} |")
+        lines.append("")
+    if "base" in r:
+        lines += ["Variants (base-shaped only): " + "; ".join(f"*{k}*: {v}" for k, v in VARIANTS.items()) + ".", ""]
+    if "guard" in r:
+        g = r["guard"]
+        lines += ["## Accuracy guard", "",
+                  f"Trained offline model, test split ({g['sentences']} sentences, "
+                  f"{next(iter(g['backends'].values())).get('decisions', '?')} label decisions with the model's "
+                  "thresholds), each backend against exact fp32. A backend below 99.5% agreement is never used.", "",
+                  "| backend | largest probability difference | decisions agreeing with fp32 | passes |",
+                  "|---|---:|---:|---|"]
+        for name, v in g["backends"].items():
+            if "error" in v:
+                lines.append(f"| {name} | - | - | not run: {v['error']} |")
+            else:
+                lines.append(f"| {name} | {v['max_abs_diff']:.4f} | {100 * v['agreement']:.2f}% "
+                             f"({v['disagreements']} differ) | {'yes' if v['ok'] else 'no'} |")
+        lines.append("")
+    if "stream" in r:
+        a, b = r["stream"]
+        lines += ["## Streaming memory", "",
+                  f"`StanceClassifier.score` with `{r['best_backend']}` on the base-shaped model, documents streamed "
+                  "from a generator:", "",
+                  "| documents | sentences | peak RSS (MB) | sentences/s |", "|---:|---:|---:|---:|",
+                  *[f"| {s['documents']} | {s['sentences']} | {s['peak_rss_mb']:.0f} | {s['sentences'] / s['seconds']:.1f} |"
+                    for s in (a, b)], ""]
+    if "train" in r:
+        t = r["train"]
+        lines += ["## Training the base-shaped model", "",
+                  f"Batch size {t['ours']['batch_size']}, training split, the first step of each (warm-up) not "
+                  f"timed; {t['plain']['steps']} timed steps of the plain loop, {t['ours']['steps']} of ours "
+                  + ("(--quick: only the first, longest, length-grouped batches; an underestimate)." if r["quick"] else
+                     "(one mega-batch of the length-grouped sampler, whose batches come longest first, so that the "
+                     "timed batches are a fair sample of the lengths)."), "",
+                  "| loop | timed steps | samples/s | padded tokens per step | peak RSS (MB) |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| plain fp32 loop, random batches | {t['plain']['steps']} | {t['plain']['samples_per_s']:.2f} | "
+                  f"{t['plain']['padded_tokens_per_step']:.0f} | {t['plain']['peak_rss_mb']:.0f} |",
+                  f"| ours: HF Trainer, length-grouped batches, bf16 autocast {'on' if t['ours']['bf16'] else 'off'} | "
+                  f"{t['ours']['steps']} | {t['ours']['samples_per_s']:.2f} | {t['ours']['padded_tokens_per_step']:.0f} | "
+                  f"{t['ours']['peak_rss_mb']:.0f} |", "",
+                  f"Speed-up: **{t['speedup']:.1f}x**.", ""]
+    lines += targets(r)
+    return "\n".join(lines) + "\n"
+
+
+def targets(r: dict) -> list[str]:
+    out = ["## Targets", "", "| target | measured | met |", "|---|---:|---|"]
+    if "base" in r:
+        rows = {x["config"]: x for x in r["base"]["rows"]}
+        best = rows.get(r["best_backend"])
+        base = rows.get(BASELINE)
+        if best:
+            out.append(f"| base-shaped, best guarded backend ({r['best_backend']}) >= {TARGETS['best_per_s']:.0f}/s "
+                       f"and >= 10x pipeline b1 | {best['per_s']:.1f}/s, {best['x_baseline']:.1f}x | "
+                       f"{'yes' if best['per_s'] >= TARGETS['best_per_s'] and best['x_baseline'] >= 10 else 'no'} |")
+            out.append(f"| base-shaped, peak memory of the best backend <= 1 GB | {best['peak_rss_mb']:.0f} MB | "
+                       f"{'yes' if best['peak_rss_mb'] <= TARGETS['best_peak_mb'] else 'no'} |")
+        if "fp32" in rows:
+            out.append(f"| base-shaped, exact fp32 >= {TARGETS['fp32_per_s']:.0f}/s | {rows['fp32']['per_s']:.1f}/s "
+                       f"({rows['fp32']['x_baseline']:.1f}x) | {'yes' if rows['fp32']['per_s'] >= TARGETS['fp32_per_s'] else 'no'} |")
+        if base:
+            out.append(f"| (pipeline b1 baseline, about 15/s expected) | {base['per_s']:.1f}/s | |")
+    if "train" in r:
+        out.append(f"| training >= 3x a plain fp32 loop | {r['train']['speedup']:.1f}x | "
+                   f"{'yes' if r['train']['speedup'] >= TARGETS['train_speedup'] else 'no'} |")
+    if "stream" in r:
+        a, b = r["stream"]
+        out.append(f"| streaming: 10x the documents, same peak memory | {a['peak_rss_mb']:.0f} MB -> "
+                   f"{b['peak_rss_mb']:.0f} MB | {'yes' if b['peak_rss_mb'] <= 1.05 * a['peak_rss_mb'] else 'no'} |")
+    return out + [""]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        scoring_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--train-worker":
+        train_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--stream-worker":
+        stream_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--guard-worker":
+        guard_worker(sys.argv[2], int(sys.argv[3]))
+    else:
+        sys.exit(main())
