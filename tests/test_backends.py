@@ -49,3 +49,45 @@ def test_stale_onnx_export_is_refused(exported, tmp_path):
     (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes() + b" ")  # other weights
     with pytest.raises(FileNotFoundError, match="not exported from this model's current weights"):
         load_backend("onnx", copy)
+
+
+def test_bf16_backend_packs_linears_and_loads_like_from_pretrained(tiny_model):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from diplostance.backends import load_low_memory
+
+    ours = load_low_memory(tiny_model.output, torch.bfloat16)
+    ref = AutoModelForSequenceClassification.from_pretrained(str(tiny_model.output), dtype=torch.bfloat16)
+    ref_state = ref.state_dict()
+    for key, value in ours.state_dict().items():
+        assert value.dtype == torch.bfloat16 and torch.equal(value, ref_state[key]), key
+    backend = load_backend("bf16", tiny_model.output)
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert not any(type(m) is torch.nn.Linear for m in backend.model.modules())
+
+
+def test_int8_backend_uses_onednn_int8_where_the_cpu_has_it(tiny_model):
+    import torch
+
+    from diplostance import onednn
+
+    backend = load_backend("int8", tiny_model.output)
+    kinds = {type(m).__name__ for m in backend.model.modules()}
+    if onednn.int8_supported():  # every encoder linear is int8; the head stays a (packed) bf16 linear
+        assert "Int8Linear" in kinds and "_QKVPart" in kinds and "_Int8ResidualOutput" in kinds
+        encoder = backend.model.base_model.encoder
+        assert not any(isinstance(m, (torch.nn.Linear, onednn.PackedLinear)) for m in encoder.modules())
+    else:  # PyTorch's own dynamic quantisation
+        assert "DynamicQuantizedLinear" in kinds or "Linear" in kinds
+
+
+def test_guard_compares_fast_backends_with_fp32(exported):
+    from diplostance.backends import guard
+
+    report = guard(exported, SENTENCES * 3, backends=("bf16", "onnx"))
+    assert set(report) == {"bf16", "onnx"}
+    for entry in report.values():
+        assert entry["decisions"] == 12 * 4 and 0 <= entry["max_abs_diff"] < 0.05
+        assert entry["agreement"] == pytest.approx(1 - entry["disagreements"] / entry["decisions"])
+    assert report["onnx"]["ok"] and report["onnx"]["max_abs_diff"] < 1e-4

@@ -41,6 +41,13 @@ class TorchBackend:
             return out.float().numpy()
 
 
+#: Batches are padded to a multiple of this many tokens: far fewer distinct shapes, so oneDNN's
+#: cache of compiled kernels (one set per shape) stays small and is reused instead of growing with
+#: every new width met (measured on the base-shaped model in bf16: resident memory flat instead of
+#: +100 MB over 1,700 sentences, and no slower).  Padding is masked: the probabilities do not change.
+PAD_MULTIPLE = 8
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -50,7 +57,8 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     """Probabilities (n_texts x n_labels) and the number of windows per text.
 
     Windows are sorted by length and batched so that each batch is padded only to its own
-    longest member; results come back in the input order.  ``progress`` (optional) is called
+    longest member (rounded up to a multiple of :data:`PAD_MULTIPLE`); results come back in the
+    input order.  ``progress`` (optional) is called
     with the number of texts finished after each batch.
     """
     n = len(texts)
@@ -60,10 +68,11 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     owner = np.asarray(owner)
     order = np.argsort([-len(s) for s in seqs], kind="stable")
     pad = tokenizer.pad_token_id
+    longest = len(seqs[order[0]])  # never pad past the longest window (the model's maximum length)
     window_probs: np.ndarray | None = None
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        width = max(len(seqs[i]) for i in idx)
+        width = min(-(-max(len(seqs[i]) for i in idx) // PAD_MULTIPLE) * PAD_MULTIPLE, longest)
         ids = np.full((len(idx), width), pad, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for row, i in enumerate(idx):
@@ -78,4 +87,28 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     result = np.zeros((n, window_probs.shape[1]))
     np.maximum.at(result, owner, window_probs)
     counts = np.bincount(owner, minlength=n)
+    release_free_memory()
     return result.astype(np.float32), counts
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    Batches of every width leave the heap fragmented; without this, the resident memory of a
+    long streamed scoring run creeps up with the number of documents (measured: +100 MB over
+    1,700 sentences of the base-shaped model in bf16); with it, it stays flat.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = False
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            pass
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
