@@ -59,7 +59,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, opset: int = 18) -
     mask = torch.ones_like(ids)
     out = model_dir / ONNX_FILE
     batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=2, max=4096)
-    torch.onnx.export(Logits(model), (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
+    torch.onnx.export(Logits(model).eval(), (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
                       output_names=["logits"], opset_version=opset, dynamo=True, external_data=False,
                       dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
     _fuse(out, model.config)
