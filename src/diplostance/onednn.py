@@ -5,8 +5,9 @@ Both rewrite a loaded transformers model in place, module by module, and keep it
 * ``bf16``: every linear layer's weight is reordered once into oneDNN's blocked layout (AMX /
   AVX-512 BF16 kernels); ``F.linear`` in bf16 would re-pack it on every call.
 * ``int8``: the encoder's linear layers become int8 matrix products on oneDNN's u8 x s8 kernels
-  (AMX where the CPU has it, AVX-512 VNNI otherwise), which measured about 4x the bf16 kernels'
-  throughput on the base-shaped model's shapes (evaluate/benchmarks/results.md).  Weights are
+  (AMX where the CPU has it, AVX-512 VNNI otherwise), which measured about 2x (VNNI, AMD EPYC) to
+  4x (AMX, Intel Xeon) the bf16 kernels' throughput on the base-shaped model's shapes
+  (evaluate/benchmarks/results.md).  Weights are
   quantised once, per output channel, symmetric; activations are quantised at run time, per
   tensor (one scale and zero point per batch and layer input, unsigned 8 bits), so nothing needs
   calibrating.  Everything else (embeddings, layer norms, attention, the classification head)
