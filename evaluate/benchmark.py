@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(model))
-            mean_tokens = statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
+            mean_tokens = statistics.mean(len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"])
             print(f"\n[ceiling] matrix products of the base-shaped model, 32 x {mean_tokens:.1f} tokens", flush=True)
             result["ceiling"] = run_once(["--ceiling-worker", str(a.threads), str(round(32 * mean_tokens))], tmp,
                                          "ceiling")
