@@ -96,3 +96,40 @@ def test_assemble_gives_offsets_that_slice_back():
     text, spans = assemble(doc)
     assert text == "Titre\n\nPremière phrase.Deuxième\nphrase."
     assert [text[a:b] for a, b in spans] == ["Titre", "Première phrase.", "Deuxième\nphrase."]
+
+
+def _authored_doc(doc_id: str, style: str, version: int) -> dict:
+    return {"doc_id": doc_id, "style": style, "source": "s", "date": "2025-01-01", "parties": ["A", "B"],
+            "topic": "t", "corpus_version": version,
+            "sentences": [{"text": f"Phrase {i} du document {doc_id}.", "labels": []} for i in range(3)]}
+
+
+def test_new_corpus_versions_never_move_earlier_documents(tmp_path):
+    from diplostance.corpus import build_corpus
+
+    v1 = [_authored_doc(f"a-{i:03d}", style, 1) for i, style in enumerate(["x", "y"] * 10)]
+    v2 = [_authored_doc(f"b-{i:03d}", style, 2) for i, style in enumerate(["x", "y", "z"] * 5)]
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("\n".join(json.dumps(d) for d in v1), encoding="utf-8")
+    second.write_text("\n".join(json.dumps(d) for d in v2), encoding="utf-8")
+
+    def splits(out):
+        return {json.loads(l)["id"]: s for s in ("train", "dev", "test")
+                for l in open(out / "documents" / f"{s}.jsonl", encoding="utf-8")}
+
+    build_corpus([first], tmp_path / "v1")
+    build_corpus([first, second], tmp_path / "v2")
+    before, after = splits(tmp_path / "v1"), splits(tmp_path / "v2")
+    assert {k: after[k] for k in before} == before
+    assert {after[d["doc_id"]] for d in v2} == {"train", "dev", "test"}
+    row = json.loads(open(tmp_path / "v2" / "sentences" / "train.jsonl", encoding="utf-8").readline())
+    assert "corpus_version" in row
+
+
+def test_adjudication_for_an_unknown_sentence_is_refused(tmp_path):
+    from diplostance.corpus import CorpusError, build_corpus
+
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(_authored_doc("a-001", "x", 1)), encoding="utf-8")
+    with pytest.raises(CorpusError, match="no authored document has.*a-009-01"):
+        build_corpus([path], tmp_path / "out", adjudicated={"a-009-01": ["support"]})

@@ -179,7 +179,12 @@ def build_corpus(authored: Iterable[str | Path], out_dir: str | Path, seed: int 
         for number, doc in read_jsonl(path):
             doc["_where"] = f"{path}:{number}"
             docs.append(doc)
-    splits = assign_splits(docs, seed=seed)
+    # Each corpus version is split on its own, so that adding documents never moves an
+    # earlier document to another split (v1's dev and test stay what was double-annotated).
+    splits: dict[str, str] = {}
+    versions = sorted({doc.get("corpus_version", 1) for doc in docs})
+    for version in versions:
+        splits.update(assign_splits([d for d in docs if d.get("corpus_version", 1) == version], seed=seed))
     out_dir = Path(out_dir)
     files = {}
     for kind in ("documents", "sentences"):
@@ -187,23 +192,30 @@ def build_corpus(authored: Iterable[str | Path], out_dir: str | Path, seed: int 
         for split in SPLITS:
             files[kind, split] = open(out_dir / kind / f"{split}.jsonl", "w", encoding="utf-8")
     counts = collections.Counter()
+    seen: set[str] = set()
     try:
         for doc in sorted(docs, key=lambda d: d["doc_id"]):
             split = splits[doc["doc_id"]]
             text, spans = assemble(doc)
             meta = {k: doc[k] for k in ("style", "source", "date", "parties", "topic") if k in doc}
+            meta["corpus_version"] = doc.get("corpus_version", 1)
             files["documents", split].write(json.dumps({"id": doc["doc_id"], **meta, "text": text}, ensure_ascii=False) + "\n")
             for index, (sent, (start, end)) in enumerate(zip(doc["sentences"], spans)):
                 sid = f"{doc['doc_id']}-{index:02d}"
+                seen.add(sid)
                 labels = check_labels(list((adjudicated or {}).get(sid, sent.get("labels", []))), doc["_where"])
                 row = {"id": sid, "doc_id": doc["doc_id"], "index": index, "start": start, "end": end,
                        "text": sent["text"], "labels": labels, "rules": sent.get("rules", []),
-                       "style": doc["style"]}
+                       "style": doc["style"], "corpus_version": meta["corpus_version"]}
                 files["sentences", split].write(json.dumps(row, ensure_ascii=False) + "\n")
                 counts[split] += 1
     finally:
         for handle in files.values():
             handle.close()
+    unknown = sorted(set(adjudicated or {}) - seen)
+    if unknown:
+        raise CorpusError(f"adjudicated labels for {len(unknown)} sentence id(s) that no authored document has, "
+                          f"e.g. {unknown[:3]}; expected ids like 'w1-001-03' (<doc id>-<index>)")
     return dict(counts)
 
 
