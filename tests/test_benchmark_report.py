@@ -1,0 +1,74 @@
+"""evaluate/benchmark.py's report: targets judged as ratios of the same run, and the profile.
+
+The benchmark itself is run on demand (it measures speed); these tests check the arithmetic and
+wording of its report on made-up figures."""
+import importlib.util
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("diplostance_benchmark", ROOT / "evaluate" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(amx: bool, best_per_s: float, fp32_per_s: float = 32.0) -> dict:
+    rows = [{"config": "pipeline b1", "per_s": 15.0, "x_baseline": 1.0},
+            {"config": "fp32", "per_s": fp32_per_s, "x_baseline": fp32_per_s / 15.0},
+            {"config": "int8", "per_s": best_per_s, "x_baseline": best_per_s / 15.0}]
+    # flops_per_token * mean_tokens = 1e9 per sentence: GFLOP/s read directly as sentences/s
+    ceiling = {"flops_per_token": 1e9 / 50, "mean_tokens": 50, "tokens": 1600,
+               "kernels": {"fp32": {"gflops": 40.0}, "bf16": {"gflops": 260.0}, "int8": {"gflops": 400.0}}}
+    return {"amx": amx, "base": {"rows": rows}, "best_backend": "int8", "ceiling": ceiling,
+            "guard": {"backends": {"int8": {"agreement": 0.999, "ok": True}}},
+            "train": {"speedup": 3.4}, "stream": [{"peak_rss_mb": 800.0}, {"peak_rss_mb": 860.0}]}
+
+
+def target_rows(bench, r) -> dict[str, str]:
+    rows = [line for line in bench.targets(r) if line.startswith("| ") and not line.startswith("| target")]
+    return {row.split(" | ")[0][2:]: row for row in rows}
+
+
+def test_with_amx_the_best_backend_needs_12x_and_60_percent_of_its_ceiling(bench):
+    rows = target_rows(bench, result(amx=True, best_per_s=200.0))  # 13.3x but 50% of the 400/s ceiling
+    best = next(v for k, v in rows.items() if k.startswith("best guarded backend (int8) >= 12x"))
+    assert "13.3x, 50% of ceiling" in best and "400/s = 26.7x" in best and best.endswith("**no** |")
+    rows = target_rows(bench, result(amx=True, best_per_s=250.0))
+    assert next(v for k, v in rows.items() if k.startswith("best guarded")).endswith("| yes |")
+
+
+def test_without_amx_6x_is_enough(bench):
+    rows = target_rows(bench, result(amx=False, best_per_s=100.0))  # 6.7x, 25% of its ceiling
+    best = next(v for k, v in rows.items() if k.startswith("best guarded backend (int8) >= 6x"))
+    assert best.endswith("| yes |")
+
+
+def test_fp32_training_streaming_and_guard_targets(bench):
+    rows = target_rows(bench, result(amx=True, best_per_s=250.0, fp32_per_s=27.0))
+    fp32 = next(v for k, v in rows.items() if k.startswith("exact fp32 >= 2x"))
+    assert "1.8x, 68% of ceiling" in fp32 and fp32.endswith("**no** |")
+    assert next(v for k, v in rows.items() if k.startswith("training")).endswith("| yes |")
+    stream = next(v for k, v in rows.items() if k.startswith("streaming"))
+    assert "+7.5%" in stream and stream.endswith("**no** |")  # 800 -> 860 MB is more than 5%
+    assert next(v for k, v in rows.items() if k.startswith("guard")).endswith("| yes |")
+
+
+def test_profile_section_splits_the_time_above_the_ceiling(bench):
+    r = result(amx=True, best_per_s=150.0)
+    categories = {"matrix products (linear layers)": 3.0, "attention (scores, softmax, context)": 1.0,
+                  "activation quantisation": 1.0, "outside operators (tokeniser, batching, Python)": 1.0}
+    r["profile"] = {"int8": {"sentences": 1000, "wall_s": 6.0, "unprofiled_s": 6.0, "categories": categories,
+                             "top_ops": [["onednn::qlinear_pointwise", 3.0]]},
+                    "bf16": {"sentences": 1000, "wall_s": 6.0, "unprofiled_s": 6.0, "categories": categories,
+                             "top_ops": [["mkldnn::_linear_pointwise", 3.0]]}}
+    text = "\n".join(bench.profile_section(r))
+    assert "| attention (scores, softmax, context) | 1.00 (17%) | 1.00 (17%) |" in text
+    # int8: 6 ms per sentence against 2.5 ms at its 400/s ceiling; the matrix products' own excess is
+    # 3.0 - 2.5 = 0.5 ms, the rest is attention, quantisation and Python (1 ms each)
+    assert "**int8**: 3.50 ms per sentence above the ceiling (140% of the ceiling time)" in text
+    assert "matrix products below their ceiling speed 14%" in text and "attention (scores, softmax, context) 29%" in text
