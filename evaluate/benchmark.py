@@ -177,7 +177,7 @@ def train_worker(kind: str, model: str, steps: int, batch_size: int, threads: in
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from diplostance import corpus
-    from diplostance.train import _bce_loss, _collator, _dataset, bf16_arguments
+    from diplostance.train import _bce_loss, _collator, _dataset, bf16_arguments, reuse_freed_memory
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -206,6 +206,7 @@ def train_worker(kind: str, model: str, steps: int, batch_size: int, threads: in
             def on_step_end(self, args, state, control, **kw):
                 times.append(time.perf_counter() - self.t)
 
+        reuse_freed_memory()  # as 'diplostance train' does
         with tempfile.TemporaryDirectory() as tmp:
             args = TrainingArguments(output_dir=tmp, max_steps=steps + 1, per_device_train_batch_size=batch_size,
                                      learning_rate=3e-5, warmup_steps=0.06, weight_decay=0.01, seed=42, data_seed=42,

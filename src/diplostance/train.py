@@ -217,6 +217,7 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
         compute_loss_func=_bce_loss(pos_weight), callbacks=callbacks,
     )
     last = _last_checkpoint(out / CHECKPOINTS) if resume else None
+    reuse_freed_memory()
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     model = trainer.model
     if not trainer.is_world_process_zero():
@@ -262,6 +263,26 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     shutil.rmtree(work, ignore_errors=True)
     (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return TrainResult(out, thresholds, results, seconds)
+
+
+def reuse_freed_memory() -> bool:
+    """Make glibc keep large freed blocks for reuse instead of returning them to the system.
+
+    Every training step allocates gradients and activations of tens of MB (the word embeddings'
+    dense gradient alone: vocabulary x hidden floats); above glibc's mmap threshold (32 MB at
+    most) each is a fresh mapping whose pages fault in one by one as they are zeroed.  Measured on
+    the camembert-base-shaped model, batch 16, bf16 autocast, 2-core Xeon: 1.17 s -> 0.83 s per
+    step (``aten::fill_`` fell from 0.29 s to nothing).  The memory stays with the process, which
+    reuses it every step; scoring gives it back (``release_free_memory``).  Returns False where
+    there is no glibc (nothing changes)."""
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 4 << 30))
 
 
 def bf16_arguments(bf16: bool) -> dict:
