@@ -64,7 +64,7 @@ TARGETS = {"best_x_amx": 12.0, "best_x": 6.0, "best_of_ceiling_amx": 0.60, "fp32
 KERNEL = {"fp32": "fp32", "onnx": "fp32", "bf16": "bf16", "int8": "int8", "onnx-int8": "int8"}
 #: Backends measured on the pretrained e5-small model (no ONNX export of its 96M-weight embedding).
 E5_KINDS = ["pipeline b1", "pipeline b32", "fp32", "bf16", "int8"]
-PROFILED = ("int8", "bf16")
+PROFILED = ("int8", "bf16", "fp32")
 
 
 def child_env() -> dict:
@@ -829,10 +829,10 @@ def targets(r: dict) -> list[str]:
 
 
 def profile_section(r: dict) -> list[str]:
-    """The per-operator profile of the int8 and bf16 backends, and what is left above the ceiling."""
+    """The per-operator profile of the int8, bf16 and fp32 backends, and what is left above the ceiling."""
     prof = r["profile"]
     names = list(next(iter(prof.values()))["categories"])
-    lines = ["## Where the time goes: profile of the int8 and bf16 backends", "",
+    lines = ["## Where the time goes: profile of the " + ", ".join(prof) + " backends", "",
              f"Base-shaped model, {next(iter(prof.values()))['sentences']} of the benchmark's sentences scored once "
              "under the PyTorch profiler (after a warm-up pass); each operator's self time on the calling thread, "
              "grouped; *outside operators* is the rest of the wall time (tokeniser, batching, Python between "
