@@ -24,3 +24,10 @@ def test_demo_trains_if_needed_then_scores_the_samples(tmp_path, monkeypatch):
     stamp = (tmp_path / "model" / "diplostance.json").stat().st_mtime
     assert run_demo(recipe=str(recipe), samples=str(samples), out=out) == 0
     assert (tmp_path / "model" / "diplostance.json").stat().st_mtime == stamp
+
+
+def test_demo_command_names_a_missing_recipe(capsys):
+    from diplostance.cli import main
+
+    assert main(["demo", "--recipe", "training/no-such.toml"]) == 2
+    assert "training/no-such.toml: no such recipe file" in capsys.readouterr().err

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from .demo import RECIPE
+
 
 def _setup_env() -> None:
     # datasets/transformers read these at import time; without them, a network call per load.
@@ -164,7 +166,9 @@ def cmd_data_agreement(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(force_train=a.retrain)
+    if not Path(a.recipe).is_file():
+        return _fail(f"{a.recipe}: no such recipe file (e.g. {RECIPE})")
+    return run_demo(force_train=a.retrain, recipe=a.recipe)
 
 
 # --------------------------------------------------------------------------- parser
@@ -249,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     ag.set_defaults(func=cmd_data_agreement)
 
     m = sub.add_parser("demo", help="train the offline model if needed, score the sample readouts")
-    m.add_argument("--retrain", action="store_true")
+    m.add_argument("--retrain", action="store_true", help="train again even if the model exists")
+    m.add_argument("--recipe", default=RECIPE, help=f"the recipe whose model scores the samples (default {RECIPE})")
     m.set_defaults(func=cmd_demo)
     return p
 

@@ -22,7 +22,7 @@ def run_demo(force_train: bool = False, recipe: str = RECIPE, samples: str = SAM
         from .train import train
 
         resume = (model_dir / "checkpoints").exists() and not force_train
-        print(f"training the offline model into {model_dir} ({'resuming' if resume else 'from scratch'})",
+        print(f"training {config.name} ({recipe}) into {model_dir} ({'resuming' if resume else 'from scratch'})",
               file=sys.stderr)
         result = train(config, resume=resume, force=force_train or not resume)
         print(f"trained in {result.seconds:.0f} s; dev macro-F1 {result.metrics['dev']['macro_f1']:.3f}",
