@@ -268,7 +268,26 @@ def test_missing_package_names_the_fixes(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(conv.ConversionError) as info:
         conv.package_file("e5-small")
-    assert "pip install" in str(info.value) and "training/offline.toml" in str(info.value)
+    assert '-e ".[e5]"' in str(info.value) and "training/offline.toml" in str(info.value)
+
+
+def test_a_base_converts_once_per_file_content(tmp_path, synthetic, monkeypatch):
+    """A new virtual environment reinstalls the same file (new modification time): no second
+    conversion; a different file (another release) converts into its own folder."""
+    import os
+    import shutil
+
+    packed = tmp_path / "e5-small-q4.bin"
+    shutil.copy(synthetic[0], packed)
+    monkeypatch.setattr(conv, "package_file", lambda name: packed)
+    monkeypatch.setenv("DIPLOSTANCE_CACHE", str(tmp_path / "cache"))
+    first = conv.ensure_base("e5-small")
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    os.utime(packed, (1, 1))  # reinstalled: same bytes, another time
+    assert conv.ensure_base("e5-small") == first and (first / "model.safetensors").stat().st_mtime_ns == stamp
+    write_e5_file(packed, seed=1)
+    other = conv.ensure_base("e5-small")
+    assert other != first and (other / "model.safetensors").exists()
 
 
 def test_a_converted_base_fine_tunes_saves_and_reloads(tmp_path, synthetic):

