@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("second")
     ag.set_defaults(func=cmd_data_agreement)
 
-    m = sub.add_parser("demo", help="train the offline model if needed, score the sample readouts")
+    m = sub.add_parser("demo", help="train the default model (offline-e5) if needed, score the sample readouts")
     m.add_argument("--retrain", action="store_true", help="train again even if the model exists")
     m.add_argument("--recipe", default=RECIPE, help=f"the recipe whose model scores the samples (default {RECIPE})")
     m.set_defaults(func=cmd_demo)
