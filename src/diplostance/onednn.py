@@ -101,8 +101,6 @@ class _CompiledQuantizer:
     a (1536, 3072) bf16 activation on a 2-core Xeon with AMX: 1.4 ms against 2.4 ms for the former
     compiled amin + amax + division (issue #12's profile: 20% of the int8 backend's time)."""
 
-    __name__ = "compiled_quantizer"
-
     def __init__(self):
         self.quantize_pass = torch.compile(_quantize_pass, dynamic=True)
 
