@@ -91,6 +91,23 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     return result.astype(np.float32), counts
 
 
+def glibc():
+    """The C library when it is glibc (``malloc_trim``, ``mallopt``), else None; loaded once."""
+    global _glibc
+    if _glibc is None:
+        _glibc = False
+        try:
+            import ctypes
+
+            lib = ctypes.CDLL("libc.so.6")
+            for name in ("malloc_trim", "mallopt"):  # glibc has both; other C libraries may not
+                getattr(lib, name)
+            _glibc = lib
+        except (OSError, AttributeError):
+            pass
+    return _glibc or None
+
+
 def release_free_memory() -> None:
     """Give the C heap's free memory back to the system (glibc ``malloc_trim``; elsewhere nothing).
 
@@ -98,17 +115,9 @@ def release_free_memory() -> None:
     long streamed scoring run creeps up with the number of documents (measured: +100 MB over
     1,700 sentences of the base-shaped model in bf16); with it, it stays flat.
     """
-    global _malloc_trim
-    if _malloc_trim is None:
-        _malloc_trim = False
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            pass
-    if _malloc_trim:
-        _malloc_trim(0)
+    lib = glibc()
+    if lib is not None:
+        lib.malloc_trim(0)
 
 
-_malloc_trim = None
+_glibc = None

@@ -275,14 +275,13 @@ def reuse_freed_memory() -> bool:
     step (``aten::fill_`` fell from 0.29 s to nothing).  The memory stays with the process, which
     reuses it every step; scoring gives it back (``release_free_memory``).  Returns False where
     there is no glibc (nothing changes)."""
-    try:
-        import ctypes
+    from .inference import glibc
 
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    lib = glibc()
+    if lib is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 4 << 30))
+    return bool(lib.mallopt(m_mmap_threshold, 1 << 30) and lib.mallopt(m_trim_threshold, 4 << 30))
 
 
 def bf16_arguments(bf16: bool) -> dict:
