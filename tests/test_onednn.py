@@ -50,19 +50,24 @@ def test_int8_linear_matches_float_linear(post):
 
 
 @needs_bf16
-def test_fused_qkv_gives_each_part_its_own_projection_and_forgets_the_batch():
+def test_packed_bf16_linear_adds_the_residual_inside_the_product():
     torch.manual_seed(0)
-    q, k, v = (torch.nn.Linear(32, 32) for _ in range(3))
-    shared = onednn._FusedQKV(q, k, v, onednn.PackedLinear)
-    parts = [onednn._QKVPart(shared, i) for i in range(3)]
-    x = torch.randn(2, 7, 32)
+    linear = torch.nn.Linear(32, 48)
+    x, residual = torch.randn(2, 7, 32), torch.randn(2, 7, 48)
     with torch.inference_mode():
-        xb = x.to(torch.bfloat16)
-        got = [p(xb).float() for p in parts]
-        assert shared._input is None and shared._output is None  # nothing outlives the layer call
-        for lin, g in zip((q, k, v), got):
-            assert (g - lin(x)).abs().max() < 0.05
-        # a new input recomputes, even if a part is asked twice in a row
-        y = torch.randn(2, 7, 32).to(torch.bfloat16)
-        assert not torch.equal(parts[0](y), got[0].to(torch.bfloat16))
-        assert torch.equal(parts[0](y), parts[0](y))
+        layer = onednn.PackedLinear(linear)
+        got = layer(x.to(torch.bfloat16), residual=residual.to(torch.bfloat16)).float()
+        gelu = onednn.PackedLinear(linear, "gelu")(x.to(torch.bfloat16)).float()
+    assert got.shape == (2, 7, 48)
+    assert (got - (linear(x) + residual)).abs().max() < 0.05
+    assert (gelu - torch.nn.functional.gelu(linear(x))).abs().max() < 0.05
+
+
+def test_compiled_quantiser_takes_any_shape_and_falls_back_for_odd_sizes():
+    torch.manual_seed(0)
+    quantise = onednn.quantizer()
+    for shape in [(3, 64), (5, 7, 128), (130, 64), (3, 5)]:  # 15 values: not whole rows of 64, eager
+        x = torch.randn(*shape).to(torch.bfloat16)
+        q, scale, zero = quantise(x)
+        qe, se, ze = onednn._quantize_eager(x)
+        assert q.shape == x.shape and torch.equal(scale, se) and (q.int() - qe.int()).abs().max() <= 1

@@ -1,13 +1,20 @@
 """Scoring backends: interchangeable ways to compute logits for a model directory.
 
-    fp32       exact PyTorch inference (the reference, and the default)
-    bf16       PyTorch in bfloat16: weights converted once and their linear layers pre-packed
-               for oneDNN (AMX / AVX-512 BF16 kernels); layer norms and softmax accumulate in fp32
-    int8       the encoder's linear layers as oneDNN u8 x s8 products (AMX-INT8 / AVX-512 VNNI),
-               activations quantised at run time, the rest in bf16 (see onednn.py); where oneDNN
-               has no int8 kernels, PyTorch's dynamic quantisation (FBGEMM) instead
-    onnx       ONNX Runtime, fp32 (needs 'diplostance export MODEL' first)
-    onnx-int8  ONNX Runtime, dynamically quantised int8 (per-channel MatMul weights)
+    fp32          exact PyTorch inference, token-packed (packed.py; the default)
+    bf16          the packed forward in bfloat16, linear layers pre-packed for oneDNN (AMX /
+                  AVX-512 BF16 kernels); layer norms and softmax accumulate in fp32
+    int8          the packed forward with the encoder's linear layers as oneDNN u8 x s8 products
+                  (AMX-INT8 / AVX-512 VNNI), activations quantised at run time, the rest in bf16
+                  (see onednn.py); where oneDNN has no int8 kernels, PyTorch's dynamic
+                  quantisation (FBGEMM) instead
+    onnx          ONNX Runtime, fp32 (needs 'diplostance export MODEL' first)
+    onnx-int8     ONNX Runtime, dynamically quantised int8 (per-channel MatMul weights)
+    transformers  the transformers forward in fp32, unchanged: the reference the others are
+                  checked against, and what a model the packed forward does not support gets
+
+The packed forward (fp32, bf16, int8) supports BERT, RoBERTa, CamemBERT and XLM-RoBERTa
+classifiers; any other model keeps the transformers forward, its linear layers swapped for the
+oneDNN ones in bf16 and int8.
 
 :func:`guard` measures how far a fast backend strays from fp32 on labelled sentences;
 ``evaluate/benchmark.py`` reports it with the speeds (evaluate/benchmarks/results.md).
@@ -19,7 +26,7 @@ from pathlib import Path
 
 from .inference import Backend, TorchBackend, release_free_memory
 
-BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
+BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "transformers")
 #: A fast backend whose label decisions agree with fp32 less often than this is not fit to use.
 GUARD_MIN_AGREEMENT = 0.995
 
@@ -34,8 +41,13 @@ def load_backend(name: str, model_dir: str | Path, model=None, threads: int | No
         return OnnxBackend(model_dir, quantized=name == "onnx-int8", threads=threads)
     import torch
 
-    from . import onednn
+    from . import onednn, packed
 
+    if name == "transformers":
+        from transformers import AutoModelForSequenceClassification
+
+        model = model if model is not None else AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        return TorchBackend(model.float().eval(), "transformers")
     if model is None and name in ("bf16", "int8"):
         # int8 quantises from the bf16 weights too: its peak memory for a camembert-base-sized model
         # then stays near 730 MB instead of 910 MB from fp32, and on the offline model's test split the
@@ -47,7 +59,10 @@ def load_backend(name: str, model_dir: str | Path, model=None, threads: int | No
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     elif name != "fp32":
         model = copy.deepcopy(model)  # the caller's fp32 model stays as it is
-    if name == "bf16":
+    kernels = {"fp32": True, "bf16": onednn.bf16_supported(), "int8": onednn.int8_supported()}
+    if name in kernels and kernels[name] and packed.unsupported(model) is None:
+        backend = TorchBackend(packed.PackedClassifier(model, name), name)
+    elif name == "bf16":
         backend = TorchBackend(onednn.pack_bf16(model), "bf16")
     elif name == "int8" and onednn.int8_supported():
         backend = TorchBackend(onednn.quantize_int8(model), "int8")
@@ -114,20 +129,23 @@ def _read_into(f, position: int, info: dict, dtype, target, chunk_bytes: int = 8
         flat[i:i + k].copy_(buffer[:k])
 
 
-def guard(model_dir: str | Path, texts: list[str], backends: tuple[str, ...] = ("bf16", "int8", "onnx", "onnx-int8"),
+def guard(model_dir: str | Path, texts: list[str],
+          backends: tuple[str, ...] = ("fp32", "bf16", "int8", "onnx", "onnx-int8"),
           batch_size: int = 64) -> dict[str, dict]:
-    """How close each backend stays to exact fp32 on ``texts`` (e.g. the test split).
+    """How close each backend stays to the reference, the transformers forward in fp32, on
+    ``texts`` (e.g. the test split).
 
-    For each backend: ``max_abs_diff`` (largest probability difference from fp32),
-    ``agreement`` (share of label decisions, with the model's thresholds, equal to fp32's),
-    ``disagreements`` (their number out of ``decisions``) and ``ok`` (agreement at least
-    :data:`GUARD_MIN_AGREEMENT`).  A backend that cannot load (e.g. no ONNX export) gets ``error``.
+    For each backend: ``max_abs_diff`` (largest probability difference from the reference),
+    ``agreement`` (share of label decisions, with the model's thresholds, equal to the
+    reference's), ``disagreements`` (their number out of ``decisions``) and ``ok`` (agreement at
+    least :data:`GUARD_MIN_AGREEMENT`).  A backend that cannot load (e.g. no ONNX export) gets
+    ``error``.
     """
     import numpy as np
 
     from .score import StanceClassifier
 
-    ref_clf = StanceClassifier.load(model_dir, batch_size=batch_size)
+    ref_clf = StanceClassifier.load(model_dir, backend="transformers", batch_size=batch_size)
     ref, _ = ref_clf.predict_proba(texts)
     thresholds = ref_clf.thresholds
     ref_dec = ref >= thresholds

@@ -20,25 +20,19 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch inference in fp32 (``dtype=None``) or bf16 autocast, under ``inference_mode``."""
+    """PyTorch inference under ``inference_mode`` of a transformers model or of a module that
+    returns the logits (packed.py)."""
 
-    def __init__(self, model, name: str = "fp32", autocast_dtype=None):
+    def __init__(self, model, name: str = "fp32"):
         self.model = model.eval()
         self.name = name
-        self.autocast_dtype = autocast_dtype
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            ids = torch.from_numpy(input_ids)
-            mask = torch.from_numpy(attention_mask)
-            if self.autocast_dtype is not None:
-                with torch.autocast("cpu", dtype=self.autocast_dtype):
-                    out = self.model(input_ids=ids, attention_mask=mask).logits
-            else:
-                out = self.model(input_ids=ids, attention_mask=mask).logits
-            return out.float().numpy()
+            out = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask))
+            return getattr(out, "logits", out).float().numpy()  # a transformers output, or the logits
 
 
 #: Batches are padded to a multiple of this many tokens: far fewer distinct shapes, so oneDNN's

@@ -192,7 +192,9 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="DIR", help="write one HTML page per document and an index here")
     p.add_argument("--summary", metavar="FILE", help="write a per-document summary (JSON) here")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--backend", default="fp32", choices=BACKENDS)
+    p.add_argument("--backend", default="fp32", choices=BACKENDS,
+                   help="fp32 (exact, default), bf16 or int8 (faster where the CPU has the kernels: see the README), "
+                        "onnx, onnx-int8 (after 'diplostance export'), transformers (the unchanged reference forward)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--splitter", default="default", help="sentence splitter (default, punkt, regex, ...)")
     p.add_argument("--id-field", default="id", help="id column of .jsonl/.csv inputs")

@@ -1,0 +1,97 @@
+"""The packed forward (src/diplostance/packed.py) against the transformers forward it replaces."""
+import pytest
+import torch
+from transformers import (BertConfig, BertForSequenceClassification, CamembertConfig,
+                          CamembertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification)
+
+from diplostance import onednn, packed
+
+SIZES = dict(vocab_size=120, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
+             max_position_embeddings=80, num_labels=4, problem_type="multi_label_classification")
+
+
+def camembert():
+    torch.manual_seed(0)
+    return CamembertForSequenceClassification(CamembertConfig(**SIZES, pad_token_id=1)).eval()
+
+
+def bert():  # a pooler, token types, positions from 0: the e5 layout
+    torch.manual_seed(1)
+    return BertForSequenceClassification(BertConfig(**SIZES, pad_token_id=0)).eval()
+
+
+def batch(lengths, pad):
+    """Right-padded ids (random tokens after a first one) and the mask, as predict_proba makes them."""
+    g = torch.Generator().manual_seed(sum(lengths))
+    width = max(lengths)
+    ids = torch.full((len(lengths), width), pad)
+    mask = torch.zeros((len(lengths), width), dtype=torch.int64)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(5, SIZES["vocab_size"], (n,), generator=g)
+        ids[row, 0] = 0 if pad == 1 else 2
+        mask[row, :n] = 1
+    return ids, mask
+
+
+BATCHES = [[7], [9, 9, 9], [20, 13, 5, 2], [70] + [3] * 40]  # alone, no padding, mixed, > 64 rows
+
+
+@pytest.mark.parametrize("make", [camembert, bert])
+@pytest.mark.parametrize("lengths", BATCHES)
+def test_fp32_equals_the_transformers_forward(make, lengths):
+    model = make()
+    ids, mask = batch(lengths, model.config.pad_token_id)
+    with torch.inference_mode():
+        want = model(input_ids=ids, attention_mask=mask).logits
+        got = packed.PackedClassifier(make(), "fp32")(ids, mask)
+    assert got.shape == want.shape == (len(lengths), 4)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["bf16", "int8"])
+@pytest.mark.parametrize("make", [camembert, bert])
+def test_low_precision_kinds_stay_close(make, kind):
+    if not (onednn.int8_supported() if kind == "int8" else onednn.bf16_supported()):
+        pytest.skip(f"no oneDNN {kind} kernels on this CPU")
+    model = make()
+    ids, mask = batch([20, 13, 5, 2], model.config.pad_token_id)
+    with torch.inference_mode():
+        want = torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits)
+        got = torch.sigmoid(packed.PackedClassifier(make(), kind)(ids, mask).float())
+    assert (got - want).abs().max() < 0.03
+
+
+def test_padding_never_changes_a_sentence():
+    model = packed.PackedClassifier(camembert(), "fp32")
+    ids, mask = batch([20, 13, 5], 1)
+    with torch.inference_mode():
+        together = model(ids, mask)
+        alone = torch.cat([model(ids[i:i + 1, :n], mask[i:i + 1, :n]) for i, n in enumerate([20, 13, 5])])
+    torch.testing.assert_close(together, alone, atol=2e-5, rtol=1e-4)
+
+
+def test_left_padding_is_refused():
+    model = packed.PackedClassifier(camembert(), "fp32")
+    ids, mask = batch([6, 3], 1)
+    with pytest.raises(ValueError, match="right padding only"):
+        model(ids, mask.flip(1))
+
+
+def test_conversion_releases_the_original_layers():
+    model = camembert()
+    packed.PackedClassifier(model, "fp32")
+    assert all(isinstance(layer, torch.nn.Identity) for layer in model.base_model.encoder.layer)
+
+
+def test_unsupported_models_say_why_and_are_refused():
+    torch.manual_seed(0)
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=1, n_heads=2,
+                                                                  hidden_dim=64))
+    assert "model type 'distilbert'" in packed.unsupported(distil)
+    relative = CamembertForSequenceClassification(CamembertConfig(**SIZES, position_embedding_type="relative_key"))
+    assert "position embeddings 'relative_key'" in packed.unsupported(relative)
+    assert packed.unsupported(camembert()) is None
+    with pytest.raises(ValueError, match="cannot pack this model: model type 'distilbert'"):
+        packed.PackedClassifier(distil)
+    with pytest.raises(ValueError, match=r"unknown kind 'fp16'; expected one of \['fp32', 'bf16', 'int8'\]"):
+        packed.PackedClassifier(camembert(), "fp16")
