@@ -95,3 +95,21 @@ def test_unsupported_models_say_why_and_are_refused():
         packed.PackedClassifier(distil)
     with pytest.raises(ValueError, match=r"unknown kind 'fp16'; expected one of \['fp32', 'bf16', 'int8'\]"):
         packed.PackedClassifier(camembert(), "fp16")
+
+
+def test_batches_are_padded_to_few_row_counts():
+    assert [packed.padded_rows(n, 2048) for n in (1, 64, 65, 700, 1025, 2047, 2048, 2049)] == \
+        [64, 64, 128, 1024, 2048, 2048, 2048, 4096]
+
+
+def test_predict_proba_fills_a_packed_backends_batches_by_tokens():
+    import numpy as np
+
+    from diplostance.inference import _batches
+
+    lengths = [30, 5, 20, 20, 10, 40]
+    order = np.argsort([-n for n in lengths], kind="stable")  # 40, 30, 20, 20, 10, 5
+    by_tokens = [list(b) for b in _batches(order, lengths, batch_size=2, batch_tokens=50)]
+    assert by_tokens == [[5], [0, 2], [3, 4, 1]]  # 40 | 30+20 | 20+10+5; batch_size is not used
+    assert [list(b) for b in _batches(order, lengths, batch_size=4, batch_tokens=None)] == [[5, 0, 2, 3], [4, 1]]
+    assert [list(b) for b in _batches(order, lengths, 4, batch_tokens=10)] == [[5], [0], [2], [3], [4], [1]]

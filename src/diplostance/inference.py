@@ -15,6 +15,9 @@ from .modeling import encode_with_windows
 
 class Backend(Protocol):
     name: str
+    #: Tokens per batch for backends that pack tokens (batches are then filled by tokens, not by
+    #: sentences); None: ``batch_size`` sentences per batch.
+    batch_tokens: int | None
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
@@ -26,6 +29,7 @@ class TorchBackend:
     def __init__(self, model, name: str = "fp32"):
         self.model = model.eval()
         self.name = name
+        self.batch_tokens = getattr(model, "rows", None)  # the packed forward's (packed.py)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
@@ -51,8 +55,9 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     """Probabilities (n_texts x n_labels) and the number of windows per text.
 
     Windows are sorted by length and batched so that each batch is padded only to its own
-    longest member (rounded up to a multiple of :data:`PAD_MULTIPLE`); results come back in the
-    input order.  ``progress`` (optional) is called
+    longest member (rounded up to a multiple of :data:`PAD_MULTIPLE`); a batch holds
+    ``batch_size`` windows, or, for a backend with ``batch_tokens``, as many windows as fit in
+    that many tokens.  Results come back in the input order.  ``progress`` (optional) is called
     with the number of texts finished after each batch.
     """
     n = len(texts)
@@ -64,8 +69,7 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     pad = tokenizer.pad_token_id
     longest = len(seqs[order[0]])  # never pad past the longest window (the model's maximum length)
     window_probs: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in _batches(order, [len(s) for s in seqs], batch_size, getattr(backend, "batch_tokens", None)):
         width = min(-(-max(len(seqs[i]) for i in idx) // PAD_MULTIPLE) * PAD_MULTIPLE, longest)
         ids = np.full((len(idx), width), pad, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -83,6 +87,22 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
     counts = np.bincount(owner, minlength=n)
     release_free_memory()
     return result.astype(np.float32), counts
+
+
+def _batches(order: np.ndarray, lengths: list[int], batch_size: int, batch_tokens: int | None):
+    """``order`` cut into batches of ``batch_size`` windows, or of at most ``batch_tokens`` tokens
+    (at least one window each)."""
+    if not batch_tokens:
+        for start in range(0, len(order), batch_size):
+            yield order[start:start + batch_size]
+        return
+    start = tokens = 0
+    for k, i in enumerate(order):
+        if k > start and tokens + lengths[i] > batch_tokens:
+            yield order[start:k]
+            start, tokens = k, 0
+        tokens += lengths[i]
+    yield order[start:]
 
 
 def glibc():

@@ -28,10 +28,19 @@ from torch import nn
 from .inference import release_free_memory
 
 MODEL_TYPES = ("bert", "roberta", "camembert", "xlm-roberta")
-#: The packed token count is rounded up to a multiple of this (with copies of a real token, never
-#: read back): oneDNN builds and caches one set of kernels per matrix shape, and this keeps the
-#: number of shapes, and so of cached kernels, small.
-ROWS_MULTIPLE = 64
+#: Tokens per batch: :func:`inference.predict_proba` fills each batch of a packed backend up to this
+#: many tokens, and the packed matrix is padded to exactly this many rows (with copies of a real
+#: token, never read back); a batch with fewer tokens (the last one) to the next power of two from
+#: 64.  oneDNN builds and caches kernels per matrix shape: with a few shapes, their number and memory
+#: stay fixed however many documents are scored.
+ROWS = 2048
+
+
+def padded_rows(n: int, rows: int = ROWS) -> int:
+    """The row count a packed batch of ``n`` tokens is padded to (see :data:`ROWS`)."""
+    if n >= rows:
+        return -(-n // rows) * rows
+    return max(64, 1 << (n - 1).bit_length())
 
 
 def unsupported(model) -> str | None:
@@ -112,10 +121,12 @@ class PackedClassifier(nn.Module):
     """``model`` (a supported transformers sequence classifier) as a packed forward in ``kind``:
     "fp32", "bf16" or "int8".  Takes ``model`` over: its encoder layers are converted one at a
     time and released.  ``forward(input_ids, attention_mask)`` returns the logits; every row must
-    start with a real token (right padding), as :func:`inference.predict_proba` makes them."""
+    start with a real token (right padding), as :func:`inference.predict_proba` makes them.
+    ``rows``: tokens per batch (see :data:`ROWS`)."""
 
-    def __init__(self, model: nn.Module, kind: str = "fp32"):
+    def __init__(self, model: nn.Module, kind: str = "fp32", rows: int = ROWS):
         super().__init__()
+        self.rows = rows  # tokens per batch: read by predict_proba (see ROWS)
         reason = unsupported(model)
         if reason is not None:
             raise ValueError(f"cannot pack this model: {reason}")
@@ -158,7 +169,7 @@ class PackedClassifier(nn.Module):
         heads, hidden = self.heads, self.hidden
         real = attention_mask.reshape(-1).nonzero().squeeze(1)  # padded position of each real token
         n = real.numel()
-        rows = -(-n // ROWS_MULTIPLE) * ROWS_MULTIPLE
+        rows = padded_rows(n, self.rows)
         pack = torch.cat([real, real[:1].expand(rows - n)]) if rows > n else real
         unpack = torch.zeros(batch * length, dtype=torch.int64)  # packed row of each padded position
         unpack[real] = torch.arange(n)  # (padding positions read row 0: masked out of attention)
