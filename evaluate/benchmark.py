@@ -138,7 +138,7 @@ def scoring_worker(kind: str, model: str, sentence_file: str, rounds: int, threa
         from diplostance import StanceClassifier
 
         backend = "bf16" if kind.startswith("bf16") else kind
-        clf = StanceClassifier.load(model, backend="fp32" if "FBGEMM" in kind else backend, threads=threads)
+        clf = StanceClassifier.load(model, backend="transformers" if "FBGEMM" in kind else backend, threads=threads)
         if "FBGEMM" in kind:
             import torch
 

@@ -98,8 +98,8 @@ def test_unsupported_models_say_why_and_are_refused():
 
 
 def test_batches_are_padded_to_few_row_counts():
-    assert [packed.padded_rows(n, 2048) for n in (1, 64, 65, 700, 1025, 2047, 2048, 2049)] == \
-        [64, 64, 128, 1024, 2048, 2048, 2048, 4096]
+    assert [packed.padded_rows(n, 2048) for n in (1, 64, 65, 200, 257, 513, 1025, 1537, 2047, 2048, 2049)] == \
+        [64, 64, 128, 256, 512, 1024, 1536, 2048, 2048, 2048, 4096]
 
 
 def test_predict_proba_fills_a_packed_backends_batches_by_tokens():
