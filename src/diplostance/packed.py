@@ -82,7 +82,8 @@ def unsupported(model) -> str | None:
 
 
 class _Fp32Linear(nn.Module):
-    """Plain fp32 linear layer (MKL), with the interface of the oneDNN layers."""
+    """Plain fp32 linear layer (MKL), with the interface of the oneDNN layers (``post``: "none" or
+    "gelu", ``forward(x, residual)``)."""
 
     def __init__(self, linear: nn.Linear, post: str = "none"):
         super().__init__()
@@ -115,8 +116,7 @@ class _Layer(nn.Module):
         self.qkv = make(_fused_qkv(layer.attention.self))
         self.out = make(layer.attention.output.dense)
         self.norm1 = layer.attention.output.LayerNorm
-        gelu_inside = act is None
-        self.up = make(layer.intermediate.dense, "gelu" if gelu_inside else "none")
+        self.up = make(layer.intermediate.dense, "gelu" if act is None else "none")
         self.act = act
         self.down = make(layer.output.dense)
         self.norm2 = layer.output.LayerNorm
@@ -154,7 +154,7 @@ class PackedClassifier(nn.Module):
         self.heads = config.num_attention_heads
         self.hidden = config.hidden_size
         base = model.base_model
-        act = None if config.hidden_act == "gelu" and kind != "fp32" else ACT2FN[config.hidden_act]
+        act = None if config.hidden_act == "gelu" else ACT2FN[config.hidden_act]  # exact GELU: in the product
         model.eval()
         layers = []
         for i in range(len(base.encoder.layer)):
