@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=0, help="rounds per configuration (default 4; --quick 2)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cap", type=float, default=0,
-                   help="seconds per round past which a configuration starts no further slice (default 12; --quick 10)")
+                   help="seconds per round past which a configuration starts no further slice (default 20; --quick 10)")
     p.add_argument("--train-steps", type=int, default=0,
                    help="timed steps of the plain loop (default 12; --quick 3); ours times one mega-batch of "
                         "length-grouped batches (--quick: the same number of steps as the plain loop)")
@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     n = a.sentences or (200 if a.quick else 2000)
     rounds = a.rounds or (2 if a.quick else 4)
     steps = a.train_steps or (3 if a.quick else 12)
-    cap = a.cap or (10 if a.quick else 12)
+    cap = a.cap or (10 if a.quick else 20)
     docs = 10 if a.quick else 60  # N documents (N/2 distinct ones cycled); then 10N
     model = (ROOT / a.model).resolve() if not Path(a.model).is_absolute() else Path(a.model)
     e5 = (ROOT / a.e5_model).resolve() if not Path(a.e5_model).is_absolute() else Path(a.e5_model)
