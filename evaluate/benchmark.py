@@ -740,7 +740,9 @@ def report(r: dict) -> str:
         lines += ["## Accuracy guard" + (": offline-e5" if key == "guard_e5" else ""), "",
                   f"{who}, test split ({g['sentences']} sentences, "
                   f"{next(iter(g['backends'].values())).get('decisions', '?')} label decisions with the model's "
-                  "thresholds), each backend against the reference, the unchanged transformers forward in fp32 (`fp32` itself is the packed forward: equal up to float rounding). A backend below 99.5% agreement is never used.", "",
+                  "thresholds), each backend against the reference, the unchanged transformers forward in fp32 "
+                  "(`fp32` itself is the packed forward: equal up to float rounding). A backend below 99.5% agreement "
+                  "is never used.", "",
                   "| backend | largest probability difference | decisions agreeing with fp32 | passes |",
                   "|---|---:|---:|---|"]
         for name, v in g["backends"].items():

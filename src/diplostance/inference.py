@@ -65,11 +65,12 @@ def predict_proba(backend: Backend, tokenizer, texts: list[str], max_length: int
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=int)
     seqs, owner = encode_with_windows(tokenizer, texts, max_length)
     owner = np.asarray(owner)
-    order = np.argsort([-len(s) for s in seqs], kind="stable")
+    lengths = [len(s) for s in seqs]
+    order = np.argsort([-k for k in lengths], kind="stable")
     pad = tokenizer.pad_token_id
     longest = len(seqs[order[0]])  # never pad past the longest window (the model's maximum length)
     window_probs: np.ndarray | None = None
-    for idx in _batches(order, [len(s) for s in seqs], batch_size, getattr(backend, "batch_tokens", None)):
+    for idx in _batches(order, lengths, batch_size, getattr(backend, "batch_tokens", None)):
         width = min(-(-max(len(seqs[i]) for i in idx) // PAD_MULTIPLE) * PAD_MULTIPLE, longest)
         ids = np.full((len(idx), width), pad, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)

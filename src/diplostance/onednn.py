@@ -71,14 +71,15 @@ class PackedLinear(nn.Module):
         self.post = post
 
     def forward(self, x, residual=None):
-        if residual is not None and self.post == "none":  # the addition inside the product
-            shape = x.shape
-            out = torch.ops.mkldnn._linear_pointwise.binary(x.reshape(-1, self.in_features), residual.reshape(
-                -1, self.out_features).contiguous(), self.weight, self.bias, "add")
-            return out.reshape(*shape[:-1], self.out_features)
-        out = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.post, [], "none" if
-                                                 self.post == "gelu" else "")
-        return out if residual is None else out + residual
+        if residual is None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.post, [], "none" if
+                                                      self.post == "gelu" else "")
+        if self.post != "none":  # oneDNN has no GELU-then-add post-op chain here (nor does Int8Linear)
+            raise ValueError(f"a residual needs post='none', not {self.post!r}")
+        shape = x.shape
+        out = torch.ops.mkldnn._linear_pointwise.binary(x.reshape(-1, self.in_features), residual.reshape(
+            -1, self.out_features).contiguous(), self.weight, self.bias, "add")
+        return out.reshape(*shape[:-1], self.out_features)
 
 
 def _quantize_pass(x, lo, hi):
