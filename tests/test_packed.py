@@ -70,6 +70,21 @@ def test_padding_never_changes_a_sentence():
     torch.testing.assert_close(together, alone, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("make", [camembert, bert])
+def test_every_product_sees_a_few_fixed_row_counts(make):
+    """oneDNN builds and caches a kernel per matrix shape: a product on each batch's own sentence
+    count (the classification head once did) grew the memory of a long scoring run by ~35 MB."""
+    model = packed.PackedClassifier(make(), "fp32")
+    seen = set()
+    for module in model.modules():
+        if isinstance(module, (packed._Fp32Linear, torch.nn.Linear)):
+            module.register_forward_pre_hook(lambda m, args: seen.add(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
+    with torch.inference_mode():
+        for lengths in ([7], [9, 9, 9], [20, 13, 5, 2], [5] * 11, [70] + [3] * 40):
+            assert model(*batch(lengths, make().config.pad_token_id)).shape == (len(lengths), 4)
+    assert seen == {64, 256}  # padded_rows: up to 64 tokens or sentences, and 190 tokens
+
+
 def test_left_padding_is_refused():
     model = packed.PackedClassifier(camembert(), "fp32")
     ids, mask = batch([6, 3], 1)

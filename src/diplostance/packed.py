@@ -204,7 +204,10 @@ class PackedClassifier(nn.Module):
             x = layer.feed_forward(x)
         if not self.layers:
             x = x.index_select(0, firsts)
-        features = x[:batch, None, :]  # (batch, 1, hidden): what the heads read as position 0
+        # (rows, 1, hidden): what the heads read as position 0; all padded rows, not the batch's
+        # own count: a kernel per distinct matrix shape is built and cached (see ROWS), and batches
+        # hold any number of sentences
+        features = x[:, None, :]
         if self.pooler is not None:
-            return self.classifier(self.pooler(features))
-        return self.classifier(features)
+            features = self.pooler(features)
+        return self.classifier(features)[:batch]
