@@ -36,8 +36,6 @@ MODEL_TYPES = ("bert", "roberta", "camembert", "xlm-roberta")
 #: stays flat however many documents are scored (measured with fp32 left unpadded: the high-water
 #: mark grew 1.13 -> 1.32 GB over 2,000 sentences; padded, 1.11 -> 1.14 GB).
 ROWS = 2048
-#: The profiler's name for the attention of :class:`PackedClassifier` (scores, softmax, context).
-ATTENTION = "diplostance::attention"
 
 
 def padded_rows(n: int, rows: int = ROWS) -> int:
@@ -113,16 +111,9 @@ def _fused_qkv(attention: nn.Module) -> nn.Linear:
 
 
 class _Layer(nn.Module):
-    def __init__(self, layer: nn.Module, make, act, query_scale: float = 1.0):
+    def __init__(self, layer: nn.Module, make, act):
         super().__init__()
-        qkv = _fused_qkv(layer.attention.self)
-        if query_scale != 1.0:  # attention's 1/sqrt(head size), applied once to the weights (in fp32)
-            with torch.no_grad():
-                rows = qkv.out_features // 3
-                qkv.weight[:rows] *= query_scale
-                if qkv.bias is not None:
-                    qkv.bias[:rows] *= query_scale
-        self.qkv = make(qkv)
+        self.qkv = make(_fused_qkv(layer.attention.self))
         self.out = make(layer.attention.output.dense)
         self.norm1 = layer.attention.output.LayerNorm
         self.up = make(layer.intermediate.dense, "gelu" if act is None else "none")
@@ -164,12 +155,10 @@ class PackedClassifier(nn.Module):
         self.hidden = config.hidden_size
         base = model.base_model
         act = None if config.hidden_act == "gelu" else ACT2FN[config.hidden_act]  # exact GELU: in the product
-        # bf16 / int8: queries come out of their product already scaled (see _attention)
-        query_scale = 1.0 if kind == "fp32" else (self.hidden // self.heads) ** -0.5
         model.eval()
         layers = []
         for i in range(len(base.encoder.layer)):
-            layers.append(_Layer(base.encoder.layer[i], makers[kind], act, query_scale).to(self.dtype))
+            layers.append(_Layer(base.encoder.layer[i], makers[kind], act).to(self.dtype))
             base.encoder.layer[i] = nn.Identity()  # the original weights go as soon as converted
             release_free_memory()
         self.layers = nn.ModuleList(layers)
@@ -184,19 +173,6 @@ class PackedClassifier(nn.Module):
                         setattr(module, name, onednn.PackedLinear(child))
         self.eval()
 
-    def _attention(self, q, k, v, mask):
-        """Scaled dot-product attention of (batch, heads, length, head size) tensors; ``mask``: additive,
-        fp32, (batch, 1, 1, length).  fp32: PyTorch's fused kernel, exact.  bf16 / int8: two bf16
-        matrix products around a softmax of fp32 scores (the queries arrive scaled): on an AMD EPYC
-        without AMX, 7-11% more sentences/s for the whole int8 backend than the fused kernel in bf16
-        (its attention measured 45-60% slower on the benchmark's batch shapes), level on a Xeon with
-        AMX; the accuracy guard checks the result like the rest of the backend."""
-        with torch.profiler.record_function(ATTENTION):  # named for the benchmark's profile
-            if self.kind == "fp32":
-                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
-            scores = torch.matmul(q, k.transpose(-1, -2)).float().add_(mask)
-            return torch.matmul(torch.softmax(scores, -1).to(q.dtype), v)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         batch, length = input_ids.shape
         if not bool(attention_mask[:, 0].all()):
@@ -209,21 +185,20 @@ class PackedClassifier(nn.Module):
         unpack[real] = torch.arange(n)  # (padding positions read row 0: masked out of attention)
         lengths = attention_mask.sum(1)
         firsts = _pad_index(torch.cumsum(lengths, 0) - lengths, padded_rows(batch, self.rows))  # packed row of each first token
-        # an additive mask (fp32 attention measured 20% slower with a boolean one), in fp32: the
-        # bf16 / int8 kinds add it to fp32 scores
-        mask = torch.zeros(batch, 1, 1, length).masked_fill_(attention_mask[:, None, None, :] == 0,
-                                                               torch.finfo(torch.float32).min)
+        # an additive mask in the model's dtype: fp32 attention measured 20% slower with a boolean one
+        mask = torch.zeros(batch, 1, 1, length, dtype=self.dtype).masked_fill_(
+            attention_mask[:, None, None, :] == 0, torch.finfo(self.dtype).min)
         x = self.embeddings(input_ids=input_ids).reshape(batch * length, hidden).index_select(0, pack)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(x).index_select(0, unpack).view(batch, length, 3, heads, hidden // heads)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)
             if i < last:
-                a = self._attention(q, k, v, mask)
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
                 a = a.transpose(1, 2).reshape(batch * length, hidden).index_select(0, pack)
                 x = layer.norm1(layer.out(a, x))
             else:  # the first token only
-                a = self._attention(q[:, :, :1], k, v, mask).reshape(batch, hidden)
+                a = F.scaled_dot_product_attention(q[:, :, :1], k, v, attn_mask=mask).reshape(batch, hidden)
                 a = a.index_select(0, _pad_index(torch.arange(batch), firsts.numel()))
                 x = layer.norm1(layer.out(a, x.index_select(0, firsts)))
             x = layer.feed_forward(x)
