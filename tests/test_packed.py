@@ -61,6 +61,31 @@ def test_low_precision_kinds_stay_close(make, kind):
     assert (got - want).abs().max() < 0.03
 
 
+def sharp_attention():
+    """Head size 24 (1/sqrt of it is no power of two) and queries and keys scaled up, so that
+    attention is far from uniform and a wrong scale or mask shows in the output."""
+    torch.manual_seed(2)
+    config = CamembertConfig(**{**SIZES, "hidden_size": 72, "num_attention_heads": 3}, pad_token_id=1)
+    model = CamembertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for layer in model.roberta.encoder.layer:
+            layer.attention.self.query.weight *= 6
+            layer.attention.self.key.weight *= 6
+    return model
+
+
+@pytest.mark.parametrize("kind", ["fp32", "bf16", "int8"])
+def test_attention_is_right_when_it_is_sharp(kind):
+    if kind != "fp32" and not (onednn.int8_supported() if kind == "int8" else onednn.bf16_supported()):
+        pytest.skip(f"no oneDNN {kind} kernels on this CPU")
+    model = sharp_attention()
+    ids, mask = batch([20, 13, 5, 2], 1)
+    with torch.inference_mode():
+        want = torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits)
+        got = torch.sigmoid(packed.PackedClassifier(sharp_attention(), kind)(ids, mask).float())
+    assert (got - want).abs().max() < (1e-5 if kind == "fp32" else 0.03)
+
+
 def test_padding_never_changes_a_sentence():
     model = packed.PackedClassifier(camembert(), "fp32")
     ids, mask = batch([20, 13, 5], 1)
