@@ -25,7 +25,7 @@ all of them alike.  The figure reported is the median over rounds.  Then:
   forward in fp32 on the offline model and the test split.
 
 Results go to evaluate/benchmarks/results.md and results.json.  Nothing here is a test: run it
-on demand (about 20 minutes on an idle 2-core machine; --quick, 3-4 minutes, for checks).
+on demand (about 27 minutes on an idle 2-core machine; --quick, 3-4 minutes, for checks).
 """
 from __future__ import annotations
 
