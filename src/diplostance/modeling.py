@@ -162,7 +162,11 @@ def read_meta(path: str | Path) -> ModelMeta:
 
 
 def write_meta(path: str | Path, meta: ModelMeta) -> None:
-    Path(path, META_FILE).write_text(meta.to_json() + "\n", encoding="utf-8")
+    """Write ``diplostance.json`` whole or not at all (a temporary file, then renamed over it)."""
+    target = Path(path, META_FILE)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(meta.to_json() + "\n", encoding="utf-8")
+    os.replace(tmp, target)
 
 
 def load_model_dir(path: str | Path):
