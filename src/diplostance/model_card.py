@@ -23,6 +23,20 @@ def metrics_table(results: dict) -> str:
     return head + "\n".join(rows)
 
 
+def guard_text(record: dict | None) -> str:
+    """The accuracy guard's record (``metrics["guard"]``) as a sentence and a table."""
+    entries = (record or {}).get("backends") or {}
+    if not entries:
+        return "Not measured for this model: `diplostance guard MODEL` checks the fast backends against fp32."
+    floor = 100 * record.get("min_agreement", 0.995)
+    rows = [f"| {name} | {100 * e['agreement']:.2f}% | {e['max_abs_diff']:.4f} | {e.get('data', '?')} | "
+            f"{e.get('cpu', '?')} | {'yes' if e['ok'] else '**no**: refused unless --allow-unguarded'} |"
+            for name, e in entries.items()]
+    return (f"Label decisions of the faster backends equal to the fp32 forward's; a backend below {floor:.1f}% "
+            "is refused for this model.\n\n| backend | decisions equal | largest probability difference | "
+            "sentences | CPU | used |\n|---|---:|---:|---|---|---|\n" + "\n".join(rows))
+
+
 def write_model_card(path: str | Path, meta: ModelMeta) -> Path:
     template = files("diplostance").joinpath("templates/model_card.md").read_text(encoding="utf-8")
     text = template.format(
@@ -32,7 +46,7 @@ def write_model_card(path: str | Path, meta: ModelMeta) -> Path:
         fingerprint=meta.training_data.get("fingerprint", "?")[:23],
         created=meta.created, train_seconds=meta.metrics.get("train_seconds", "?"),
         threshold_rows="\n".join(f"| {l} | {t:.3f} |" for l, t in zip(LABELS, meta.thresholds)),
-        metrics_table=metrics_table(meta.metrics), path=str(path),
+        metrics_table=metrics_table(meta.metrics), guard=guard_text(meta.metrics.get("guard")), path=str(path),
     )
     out = Path(path) / "README.md"
     out.write_text(text, encoding="utf-8")

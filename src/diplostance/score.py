@@ -70,11 +70,16 @@ class StanceClassifier:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "fp32", splitter: str | Splitter = "default",
-             batch_size: int = 32, threads: int | None = None) -> "StanceClassifier":
-        from .backends import load_backend
+             batch_size: int = 32, threads: int | None = None,
+             allow_unguarded: bool = False) -> "StanceClassifier":
+        """``backend``: see :mod:`diplostance.backends`; one whose label decisions on this model
+        agreed with fp32 less often than the accuracy guard requires (the record in the model's
+        metadata) raises :class:`~diplostance.backends.GuardError` unless ``allow_unguarded``."""
+        from .backends import check_guard, load_backend
         from .modeling import read_meta
 
         meta = read_meta(path)  # validates the directory and its format version first
+        check_guard(meta, backend, path, allow_unguarded)
         if threads:
             import torch
 
@@ -197,6 +202,8 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="fp32", choices=BACKENDS,
                    help="fp32 (exact, default), bf16 or int8 (faster where the CPU has the kernels: see the README), "
                         "onnx, onnx-int8 (after 'diplostance export'), transformers (the unchanged reference forward)")
+    p.add_argument("--allow-unguarded", action="store_true",
+                   help="use --backend even where the model's accuracy guard says its decisions stray from fp32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--splitter", default="default", help="sentence splitter (default, punkt, regex, ...)")
     p.add_argument("--id-field", default="id", help="id column of .jsonl/.csv inputs")
@@ -240,7 +247,7 @@ def score_command(a: argparse.Namespace) -> int:
         print(f"diplostance: error: {exc}", file=sys.stderr)
         return 2
     clf = StanceClassifier.load(a.model, backend=a.backend, splitter=a.splitter, batch_size=a.batch_size,
-                                threads=a.threads or None)
+                                threads=a.threads or None, allow_unguarded=a.allow_unguarded)
     failures: list[ReadFailure] = []
     summaries: dict[str, dict] = {}
     html = None

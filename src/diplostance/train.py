@@ -261,6 +261,13 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     write_meta(out, meta)  # last: its presence marks a complete model directory
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
+    # The accuracy guard: bf16 and int8 against this fp32 forward on dev, recorded in the metadata;
+    # scoring then refuses a backend whose decisions stray (backends.check_guard).
+    from .backends import guard, record_guard
+
+    del backend
+    report = guard(out, [e.text for e in dev_ex], ("bf16", "int8"), t.eval_batch_size, reference=p_dev)
+    results["guard"] = record_guard(out, report, f"dev split, {len(dev_ex)} sentences")
     (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return TrainResult(out, thresholds, results, seconds)
 
