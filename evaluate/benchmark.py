@@ -528,13 +528,6 @@ def ensure_base(offline: Path) -> None:
                                    created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
 
 
-def has_amx() -> bool:
-    try:
-        return " amx_int8" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="200 sentences, 2 rounds, fewer training steps (a check)")
@@ -565,9 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     from diplostance.backends import cpu_name
 
-    result = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_name(),
+    cpu = cpu_name()  # the model name and the instruction sets that decide the kernels
+    result = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
               "cores": os.cpu_count(), "threads": a.threads, "quick": a.quick, "sentences": n,
-              "amx": has_amx(), "load_average_start": list(os.getloadavg()),
+              "amx": "amx_int8" in cpu, "load_average_start": list(os.getloadavg()),
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (threads spin between operators)")}
     print(f"{result['date']}  {result['cpu']}  threads {a.threads}  load {os.getloadavg()[0]:.1f}", flush=True)
 
