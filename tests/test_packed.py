@@ -48,13 +48,22 @@ def test_fp32_equals_the_transformers_forward(make, lengths):
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
 
 
+def skip_without(kind):
+    if kind != "fp32" and not (onednn.int8_supported() if kind == "int8" else onednn.bf16_supported()):
+        pytest.skip(f"no oneDNN {kind} kernels on this CPU")
+
+
+@pytest.mark.parametrize("sliced_max", [128, 16])  # 16: batches wider than 16 tokens take the fused kernel
+@pytest.mark.parametrize("lengths", BATCHES)
 @pytest.mark.parametrize("kind", ["bf16", "int8"])
 @pytest.mark.parametrize("make", [camembert, bert])
-def test_low_precision_kinds_stay_close(make, kind):
-    if not (onednn.int8_supported() if kind == "int8" else onednn.bf16_supported()):
-        pytest.skip(f"no oneDNN {kind} kernels on this CPU")
+def test_low_precision_kinds_stay_close(make, kind, lengths, sliced_max, monkeypatch):
+    """Sliced attention and the fused kernel alike: one sentence, whole slices, a last slice filled
+    with stand-in sentences ([70] + [3] * 40: 41 sentences in slices of 6)."""
+    skip_without(kind)
+    monkeypatch.setattr(packed, "SLICED_MAX_LENGTH", sliced_max)
     model = make()
-    ids, mask = batch([20, 13, 5, 2], model.config.pad_token_id)
+    ids, mask = batch(lengths, model.config.pad_token_id)
     with torch.inference_mode():
         want = torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits)
         got = torch.sigmoid(packed.PackedClassifier(make(), kind)(ids, mask).float())
@@ -86,13 +95,41 @@ def test_attention_is_right_when_it_is_sharp(kind):
     assert (got - want).abs().max() < (1e-5 if kind == "fp32" else 0.03)
 
 
-def test_padding_never_changes_a_sentence():
-    model = packed.PackedClassifier(camembert(), "fp32")
+@pytest.mark.parametrize("kind", ["fp32", "bf16"])
+def test_padding_never_changes_a_sentence(kind):
+    """In fp32 up to float rounding; in bf16 (sliced attention: widths padded to 16, stand-in
+    sentences) up to the rounding of the products, which differ in shape."""
+    skip_without(kind)
+    model = packed.PackedClassifier(camembert(), kind)
     ids, mask = batch([20, 13, 5], 1)
     with torch.inference_mode():
-        together = model(ids, mask)
-        alone = torch.cat([model(ids[i:i + 1, :n], mask[i:i + 1, :n]) for i, n in enumerate([20, 13, 5])])
-    torch.testing.assert_close(together, alone, atol=2e-5, rtol=1e-4)
+        together = model(ids, mask).float()
+        alone = torch.cat([model(ids[i:i + 1, :n], mask[i:i + 1, :n]) for i, n in enumerate([20, 13, 5])]).float()
+    torch.testing.assert_close(together, alone, atol=2e-5 if kind == "fp32" else 0.02, rtol=1e-4)
+
+
+def test_sliced_attention_runs_few_matrix_shapes(monkeypatch):
+    """oneDNN builds kernels per matrix shape and keeps them: attention on each batch's own
+    (sentences, length) shape grew a long scoring run's memory by hundreds of MB.  Sliced, the
+    products see one shape per length padded to 16 tokens, whatever the number of sentences."""
+    skip_without("bf16")
+    seen = set()
+    matmul = torch.matmul
+
+    def recording(a, b, **kw):
+        seen.add((tuple(a.shape), tuple(b.shape)))
+        return matmul(a, b, **kw)
+
+    model = packed.PackedClassifier(camembert(), "bf16")
+    monkeypatch.setattr(torch, "matmul", recording)
+    with torch.inference_mode():
+        for lengths in ([7], [9, 9, 9], [20, 13, 5, 2], [5] * 11, [12] * 50, [30] * 7, [33, 2], [70] + [3] * 40):
+            assert model(*batch(lengths, 1)).shape == (len(lengths), 4)
+    heads, size = 4, 16
+    # slices of 512 // width sentences; scores, then context; the last layer takes the fused kernel
+    want = {shape for width in (16, 32, 48, 80) for per in [512 // width] for shape in
+            [((per, heads, width, size), (per, heads, size, width)), ((per, heads, width, width), (per, heads, width, size))]}
+    assert seen == want
 
 
 @pytest.mark.parametrize("make", [camembert, bert])
