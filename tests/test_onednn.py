@@ -63,6 +63,22 @@ def test_packed_bf16_linear_adds_the_residual_inside_the_product():
     assert (gelu - torch.nn.functional.gelu(linear(x))).abs().max() < 0.05
 
 
+@pytest.mark.skipif(not onednn.fp32_supported(), reason="no oneDNN fp32 kernels on this CPU")
+def test_packed_fp32_linear_is_exact_with_the_gelu_and_the_residual_inside():
+    """The exact backend's layers: fp32 rounding only (a different summation order)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 80)
+    x, residual = torch.randn(3, 11, 96), torch.randn(3, 11, 80)
+    with torch.inference_mode():
+        plain = onednn.PackedLinear(linear, dtype=torch.float32)(x)
+        added = onednn.PackedLinear(linear, dtype=torch.float32)(x, residual=residual)
+        gelu = onednn.PackedLinear(linear, "gelu", dtype=torch.float32)(x)
+        assert plain.dtype == torch.float32 and plain.shape == (3, 11, 80)
+        torch.testing.assert_close(plain, linear(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(added, linear(x) + residual, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gelu, torch.nn.functional.gelu(linear(x)), atol=1e-5, rtol=1e-5)
+
+
 def test_compiled_quantiser_takes_any_shape_and_falls_back_for_odd_sizes():
     torch.manual_seed(0)
     quantise = onednn.quantizer()

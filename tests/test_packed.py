@@ -139,7 +139,7 @@ def test_every_product_sees_a_few_fixed_row_counts(make):
     model = packed.PackedClassifier(make(), "fp32")
     seen = set()
     for module in model.modules():
-        if isinstance(module, (packed._Fp32Linear, torch.nn.Linear)):
+        if isinstance(module, (packed._Fp32Linear, onednn.PackedLinear, torch.nn.Linear)):
             module.register_forward_pre_hook(lambda m, args: seen.add(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
     with torch.inference_mode():
         for lengths in ([7], [9, 9, 9], [20, 13, 5, 2], [5] * 11, [70] + [3] * 40):

@@ -24,6 +24,8 @@ model is not, and the backends then keep the transformers forward.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,7 +99,7 @@ def unsupported(model) -> str | None:
 
 class _Fp32Linear(nn.Module):
     """Plain fp32 linear layer (MKL), with the interface of the oneDNN layers (``post``: "none" or
-    "gelu", ``forward(x, residual)``)."""
+    "gelu", ``forward(x, residual)``): the fp32 kind's layers where oneDNN has no fp32 kernels."""
 
     def __init__(self, linear: nn.Linear, post: str = "none"):
         super().__init__()
@@ -166,7 +168,8 @@ class PackedClassifier(nn.Module):
 
         from . import onednn
 
-        makers = {"fp32": _Fp32Linear, "bf16": onednn.PackedLinear, "int8": onednn.Int8Linear}
+        fp32 = functools.partial(onednn.PackedLinear, dtype=torch.float32) if onednn.fp32_supported() else _Fp32Linear
+        makers = {"fp32": fp32, "bf16": onednn.PackedLinear, "int8": onednn.Int8Linear}
         if kind not in makers:
             raise ValueError(f"unknown kind {kind!r}; expected one of {list(makers)}")
         config = model.config
