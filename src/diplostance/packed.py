@@ -10,8 +10,8 @@ token although the classification head reads only the first (``<s>`` / ``[CLS]``
   corpus: 17-25% of the padded tokens were padding);
 * the last layer computes attention, its feed-forward block and layer norms for the first token
   only (the keys and values still come from every token);
-* query, key and value are one matrix product; the residual additions run inside the products
-  (bf16, int8) and the exact GELU too (bf16, int8, fused by oneDNN);
+* query, key and value are one matrix product; the residual additions and the exact GELU run
+  inside oneDNN's products (fp32 where oneDNN has fp32 kernels, bf16, int8);
 * bf16 and int8 attention of batches up to 128 tokens long runs as two bf16 matrix products
   around an fp32 softmax, in slices of a fixed shape per length padded to 16 tokens, instead of
   PyTorch's fused kernel (see :meth:`PackedClassifier._attention`).
