@@ -351,8 +351,10 @@ PROFILE_CATEGORIES = [
     ("matrix products (linear layers)", ("qlinear", "_linear_pointwise", "aten::addmm", "aten::mm", "aten::linear")),
     ("attention (scores, softmax, context)", ("attention", "aten::bmm", "aten::baddbmm", "aten::matmul",
                                               "softmax")),
-    ("activation quantisation", ("compiled", "inductor", "aten::amin", "aten::amax", "aten::round",
-                                 "aten::clamp")),
+    # int8: the compiled passes around each product (quantising per token, then row scales, bias,
+    # GELU, residual and layer norm: onednn._Kernels); the layer norm category is then bf16's
+    ("int8 passes between products (quantising, scales, bias, GELU, residual, layer norm)",
+     ("compiled", "inductor", "aten::amin", "aten::amax", "aten::round", "aten::clamp")),
     ("layer norm", ("layer_norm",)),
     ("row gathers (packed <-> padded layout, embedding lookups)", ("index_select", "nonzero", "index_put",
                                                                   "aten::embedding")),
@@ -377,7 +379,7 @@ def profile_worker(kind: str, model: str, sentence_file: str, threads: int) -> N
     torch.set_num_threads(threads)
     texts = json.loads(Path(sentence_file).read_text(encoding="utf-8"))
     clf = StanceClassifier.load(model, backend=kind, threads=threads, allow_unguarded=True)
-    clf.predict(texts)  # warm-up: every batch width once (kernels, the compiled quantiser)
+    clf.predict(texts)  # warm-up: every batch width once (kernels, the compiled int8 passes)
     t = time.perf_counter()
     clf.predict(texts)
     plain_s = time.perf_counter() - t

@@ -8,25 +8,31 @@ needs_int8 = pytest.mark.skipif(not onednn.int8_supported(), reason="no oneDNN i
 needs_bf16 = pytest.mark.skipif(not onednn.bf16_supported(), reason="no oneDNN bf16 kernels on this CPU")
 
 
-def test_quantiser_round_trips_within_half_a_step_and_keeps_zero_exact():
+def _both():
+    """The eager and the (when a compiler is present) compiled int8 passes."""
+    return onednn._Kernels(compiled=False), onednn.kernels()
+
+
+def test_quantiser_round_trips_each_row_within_half_its_own_step_and_keeps_zero_exact():
     torch.manual_seed(0)
-    x = (torch.randn(37, 48) * 3 + 1).to(torch.bfloat16)
+    x = (torch.randn(37, 48) * torch.logspace(-2, 2, 37)[:, None] + 1).to(torch.bfloat16)  # rows of very different ranges
     x[0, 0] = 0
-    for quantise in (onednn._quantize_eager, onednn.quantizer()):
-        q, scale, zero = quantise(x)
-        assert q.dtype == torch.uint8 and q.shape == x.shape
-        back = (q.float() - zero) * scale
-        assert (back - x.float()).abs().max() <= scale * 0.5 + 1e-6
+    for kernels in _both():
+        q, scale = kernels.quantize(x)
+        assert q.dtype == torch.uint8 and q.shape == x.shape and scale.shape == (37, 1)
+        back = (q.float() - 128) * scale
+        assert ((back - x.float()).abs() <= scale * 0.5 + 1e-6).all()  # the small rows keep their precision
         assert back[0, 0] == 0
-    # compiled (when a compiler is present) and eager give the same scale and codes within one step
-    qe, se, ze = onednn._quantize_eager(x)
-    qc, sc, zc = onednn.quantizer()(x)
-    assert torch.equal(se, sc) and torch.equal(ze, zc) and (qe.int() - qc.int()).abs().max() <= 1
+    # compiled and eager give the same scales and codes within one step
+    (qe, se), (qc, sc) = (k.quantize(x) for k in _both())
+    torch.testing.assert_close(se, sc) 
+    assert (qe.int() - qc.int()).abs().max() <= 1
 
 
-def test_quantiser_of_an_all_zero_tensor_is_not_nan():
-    q, scale, zero = onednn._quantize_eager(torch.zeros(4, 8, dtype=torch.bfloat16))
-    assert torch.isfinite(scale) and (q.int() == zero).all()
+def test_quantiser_of_an_all_zero_row_is_not_nan():
+    for kernels in _both():
+        q, scale = kernels.quantize(torch.zeros(4, 8, dtype=torch.bfloat16))
+        assert torch.isfinite(scale).all() and (q.int() == 128).all()
 
 
 @needs_int8
@@ -79,11 +85,27 @@ def test_packed_fp32_linear_is_exact_with_the_gelu_and_the_residual_inside():
         torch.testing.assert_close(gelu, torch.nn.functional.gelu(linear(x)), atol=1e-5, rtol=1e-5)
 
 
-def test_compiled_quantiser_takes_any_shape_and_falls_back_for_odd_sizes():
+def test_compiled_passes_take_any_row_count_and_match_the_eager_ones():
     torch.manual_seed(0)
-    quantise = onednn.quantizer()
-    for shape in [(3, 64), (5, 7, 128), (130, 64), (3, 5)]:  # 15 values: not whole rows of 64, eager
-        x = torch.randn(*shape).to(torch.bfloat16)
-        q, scale, zero = quantise(x)
-        qe, se, ze = onednn._quantize_eager(x)
-        assert q.shape == x.shape and torch.equal(scale, se) and (q.int() - qe.int()).abs().max() <= 1
+    eager, compiled = _both()
+    bias = torch.randn(24)
+    for rows in (1, 3, 130, 7):  # one row runs eagerly (see _Kernels)
+        x = torch.randn(rows, 24).to(torch.bfloat16)
+        (q, scale), (qe, se) = compiled.quantize(x), eager.quantize(x)
+        assert q.shape == x.shape and (q.int() - qe.int()).abs().max() <= 1
+        for post, residual in (("none", None), ("gelu", None), ("none", x)):
+            got = compiled.finish(x, scale, bias, post, residual).float()
+            want = eager.finish(x, scale, bias, post, residual).float()
+            assert got.shape == (rows, 24)
+            torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)
+
+
+@needs_int8
+def test_int8_linear_gives_a_sentence_the_same_output_whatever_its_batch():
+    """Per-token scales: a row with a large activation elsewhere in the batch changes nothing."""
+    torch.manual_seed(0)
+    layer = onednn.Int8Linear(torch.nn.Linear(64, 32))
+    x = torch.randn(6, 64).to(torch.bfloat16)
+    loud = torch.cat([x, 50 * torch.randn(2, 64).to(torch.bfloat16)])
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(loud)[:6], layer(x), atol=0, rtol=0)

@@ -95,10 +95,11 @@ def test_attention_is_right_when_it_is_sharp(kind):
     assert (got - want).abs().max() < (1e-5 if kind == "fp32" else 0.03)
 
 
-@pytest.mark.parametrize("kind", ["fp32", "bf16"])
+@pytest.mark.parametrize("kind", ["fp32", "bf16", "int8"])
 def test_padding_never_changes_a_sentence(kind):
     """In fp32 up to float rounding; in bf16 (sliced attention: widths padded to 16, stand-in
-    sentences) up to the rounding of the products, which differ in shape."""
+    sentences) up to the rounding of the products, which differ in shape; in int8 too, whose
+    activations are quantised per token, not per batch."""
     skip_without(kind)
     model = packed.PackedClassifier(camembert(), kind)
     ids, mask = batch([20, 13, 5], 1)

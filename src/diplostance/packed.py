@@ -144,11 +144,32 @@ class _Layer(nn.Module):
         self.down = make(layer.output.dense)
         self.norm2 = layer.output.LayerNorm
 
-    def feed_forward(self, x):
+    def block(self, a, x):
+        """The rest of the layer after attention: the output projection of ``a`` plus ``x``, layer
+        norm, feed-forward, plus residual, layer norm."""
+        x = self.norm1(self.out(a, x))
         h = self.up(x)
         if self.act is not None:
             h = self.act(h)
         return self.norm2(self.down(h, x))
+
+
+class _Int8Layer(_Layer):
+    """:class:`_Layer` in int8 (``onednn.Int8Linear``) where everything between two products runs in
+    one compiled pass (``onednn.kernels()``): row scales, bias, residual, layer norm and quantising
+    for the next product; the GELU and its quantising too, so that the widest activation is never
+    written in bf16.  With the exact GELU only (else :class:`_Layer`'s steps)."""
+
+    def block(self, a, x):
+        if self.act is not None:
+            return super().block(a, x)
+        from .onednn import kernels
+
+        k = kernels()
+        q, scale = k.quantize(a)
+        x, q, scale = k.finish_add_norm(self.out.product(q), scale, self.out.b, x, self.norm1, quantize=True)
+        q, scale = k.finish_gelu_quantize(self.up.product(q), scale, self.up.b)
+        return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2)
 
 
 class PackedClassifier(nn.Module):
@@ -185,7 +206,8 @@ class PackedClassifier(nn.Module):
         model.eval()
         layers = []
         for i in range(len(base.encoder.layer)):
-            layers.append(_Layer(base.encoder.layer[i], makers[kind], act, self.query_scale).to(self.dtype))
+            layer_class = _Int8Layer if kind == "int8" else _Layer
+            layers.append(layer_class(base.encoder.layer[i], makers[kind], act, self.query_scale).to(self.dtype))
             base.encoder.layer[i] = nn.Identity()  # the original weights go as soon as converted
             release_free_memory()
         self.layers = nn.ModuleList(layers)
@@ -271,13 +293,12 @@ class PackedClassifier(nn.Module):
             if i < last:
                 a = self._attention(q, k, v, mask, per)
                 a = a.transpose(1, 2).reshape(sentences * width, hidden).index_select(0, repack)
-                x = layer.norm1(layer.out(a, x))
+                x = layer.block(a, x)
             else:  # the first token only
                 # the fused kernel: one query row per sentence is cheap there, and needs no more shapes
                 a = self._attention(q[:, :, :1], k, v, mask, None).reshape(sentences, hidden)
                 a = a.index_select(0, _pad_index(torch.arange(batch), firsts.numel()))
-                x = layer.norm1(layer.out(a, x.index_select(0, firsts)))
-            x = layer.feed_forward(x)
+                x = layer.block(a, x.index_select(0, firsts))
         if not self.layers:
             x = x.index_select(0, firsts)
         # (rows, 1, hidden): what the heads read as position 0; all padded rows, not the batch's
