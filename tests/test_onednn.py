@@ -109,3 +109,19 @@ def test_int8_linear_gives_a_sentence_the_same_output_whatever_its_batch():
     loud = torch.cat([x, 50 * torch.randn(2, 64).to(torch.bfloat16)])
     with torch.inference_mode():
         torch.testing.assert_close(layer(loud)[:6], layer(x), atol=0, rtol=0)
+
+
+def test_a_failed_compilation_warns_and_runs_the_passes_eagerly():
+    """No C++ compiler (or an inductor bug): scoring goes on, slower, and says so once."""
+    kernels = onednn._Kernels(compiled=True)
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler found")
+
+    kernels.passes = {name: broken for name in kernels.passes}
+    x = torch.randn(6, 32).to(torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*no C\\+\\+ compiler.*eagerly"):
+        q, scale = kernels.quantize(x)
+    assert not kernels.compiled
+    qe, se = onednn._Kernels(compiled=False).quantize(x)
+    assert torch.equal(q, qe) and torch.equal(scale, se)

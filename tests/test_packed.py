@@ -70,6 +70,19 @@ def test_low_precision_kinds_stay_close(make, kind, lengths, sliced_max, monkeyp
     assert (got - want).abs().max() < 0.03
 
 
+def test_int8_compiled_and_eager_passes_agree(monkeypatch):
+    """The int8 layers' passes between products, compiled (the default where a C++ compiler is
+    present) and eager (DIPLOSTANCE_COMPILE=0 or none): the same forward up to rounding."""
+    skip_without("int8")
+    model = packed.PackedClassifier(camembert(), "int8")
+    ids, mask = batch([20, 13, 5, 2], 1)
+    with torch.inference_mode():
+        compiled = torch.sigmoid(model(ids, mask).float())
+        monkeypatch.setattr(onednn, "kernels", lambda: onednn._Kernels(compiled=False))
+        eager = torch.sigmoid(model(ids, mask).float())
+    assert (compiled - eager).abs().max() < 0.01
+
+
 def sharp_attention():
     """Head size 24 (1/sqrt of it is no power of two) and queries and keys scaled up, so that
     attention is far from uniform and a wrong scale or mask shows in the output."""
