@@ -98,11 +98,15 @@ def test_guard_compares_fast_backends_with_fp32(exported):
     assert report["fp32"]["ok"] and report["fp32"]["max_abs_diff"] < 1e-5  # packed fp32 = the reference
 
 
-def _guard_copy(model_dir, tmp_path, entries):
-    """A copy of the model whose guard record holds ``entries`` ({backend: agreement}); None: no record."""
+def _guard_copy(model_dir, tmp_path, entries, revisions=None):
+    """A copy of the model whose guard record holds ``entries`` ({backend: agreement}); None: no
+    record.  ``revisions``: the backends' implementations in the record (default: the current ones)."""
     import shutil
 
+    from diplostance.backends import REVISIONS
     from diplostance.modeling import read_meta, write_meta
+
+    revisions = REVISIONS if revisions is None else revisions
 
     copy = tmp_path / "guarded"
     shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("*.onnx"))
@@ -111,7 +115,8 @@ def _guard_copy(model_dir, tmp_path, entries):
     if entries is not None:
         meta.metrics["guard"] = {"min_agreement": 0.995, "backends": {
             name: {"agreement": a, "max_abs_diff": 0.01, "disagreements": round((1 - a) * 4000), "decisions": 4000,
-                   "ok": a >= 0.995, "data": "dev split, 1000 sentences", "cpu": "Test CPU"}
+                   "ok": a >= 0.995, "data": "dev split, 1000 sentences", "cpu": "Test CPU",
+                   **({"revision": revisions[name]} if name in revisions else {})}
             for name, a in entries.items()}}
     write_meta(copy, meta)
     return copy
@@ -152,6 +157,16 @@ def test_a_backend_below_the_guard_is_refused_unless_allowed(tiny_model, tmp_pat
     assert json.loads(capsys.readouterr().out.splitlines()[0])["doc_id"] == str(text)
 
 
+def test_a_record_of_an_earlier_implementation_warns_and_runs(tiny_model, tmp_path):
+    """int8 once quantised per batch (revision 1, or no revision in the record): its old failing
+    record says nothing about today's int8, so it runs, with a warning that names the fix."""
+    copy = _guard_copy(tiny_model.output, tmp_path, {"bf16": 0.9990, "int8": 0.9900}, revisions={"bf16": 1})
+    with pytest.warns(UserWarning, match=r"the int8 backend was checked against fp32 \(99\.00% of decisions equal\) "
+                                         r"with an earlier implementation of it, not this one; 'diplostance guard"):
+        clf = StanceClassifier.load(copy, backend="int8")
+    assert clf.predict(SENTENCES[:1])[0].text == SENTENCES[0]
+
+
 def test_an_unchecked_backend_warns_and_runs(tiny_model, tmp_path):
     copy = _guard_copy(tiny_model.output, tmp_path, None)
     with pytest.warns(UserWarning, match="the int8 backend has not been checked against fp32 for this model; "
@@ -163,6 +178,7 @@ def test_an_unchecked_backend_warns_and_runs(tiny_model, tmp_path):
 def test_guard_command_measures_and_records(exported, tmp_path, capsys):
     import json
 
+    from diplostance.backends import REVISIONS
     from diplostance.modeling import read_meta
 
     copy = _guard_copy(exported, tmp_path, {"bf16": 0.9})  # no ONNX files in the copy
@@ -177,6 +193,7 @@ def test_guard_command_measures_and_records(exported, tmp_path, capsys):
     for name in ("bf16", "int8"):
         e = entries[name]
         assert e["decisions"] == 25 * 4 and e["data"] == f"{data} (25 sentences)"
+        assert e["revision"] == REVISIONS[name]  # which implementation the record speaks for
         assert f"  {name:10s} {100 * e['agreement']:6.2f}%" in out
         assert ("passes" if e["ok"] else "REFUSED") in out.split(f"  {name:10s}")[1].splitlines()[0]
     assert json.loads((copy / "diplostance.json").read_text(encoding="utf-8"))["metrics"]["guard"]["backends"] == entries

@@ -34,6 +34,10 @@ BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "transformers")
 GUARD_MIN_AGREEMENT = 0.995
 #: The backends that round (bf16 products, int8 quantisation): checked against fp32 before use.
 GUARDED = ("bf16", "int8", "onnx-int8")
+#: The implementation of each rounding backend, recorded with its guard result: a record made by
+#: another one no longer says how the backend does, and is treated as no record.  int8 2: the
+#: activations quantised per token (1: one scale per batch and layer input).
+REVISIONS = {"bf16": 1, "int8": 2, "onnx-int8": 1}
 
 
 class GuardError(ValueError):
@@ -232,7 +236,8 @@ def record_guard(model_dir: str | Path, report: dict[str, dict], data: str) -> d
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for name, entry in report.items():
         if "error" not in entry:
-            entries[name] = {**entry, "data": data, "cpu": cpu_name(), "measured": when}
+            entries[name] = {**entry, "data": data, "cpu": cpu_name(), "measured": when,
+                             "revision": REVISIONS.get(name, 1)}
     record.update({"min_agreement": GUARD_MIN_AGREEMENT, "backends": entries})
     meta.metrics["guard"] = record
     write_meta(model_dir, meta)
@@ -243,16 +248,22 @@ def record_guard(model_dir: str | Path, report: dict[str, dict], data: str) -> d
 def check_guard(meta, backend: str, model_dir: str | Path, allow_unguarded: bool = False) -> None:
     """Refuse ``backend`` (:class:`GuardError`) when the model's guard record says its label
     decisions agreed with fp32 less often than :data:`GUARD_MIN_AGREEMENT`, unless
-    ``allow_unguarded``; warn when a rounding backend was never checked for this model."""
+    ``allow_unguarded``; warn when a rounding backend was never checked for this model, or only
+    with an earlier implementation of it (:data:`REVISIONS`; records without one are revision 1)."""
     if backend not in GUARDED or allow_unguarded:
         return
     entries = (meta.metrics.get("guard") or {}).get("backends") or {}
     entry = entries.get(backend)
-    if entry is None:
-        import warnings
+    import warnings
 
+    if entry is None:
         warnings.warn(f"{model_dir}: the {backend} backend has not been checked against fp32 for this model; "
                       f"'diplostance guard {model_dir}' measures it", stacklevel=3)
+        return
+    if entry.get("revision", 1) != REVISIONS.get(backend, 1):
+        warnings.warn(f"{model_dir}: the {backend} backend was checked against fp32 ({100 * entry['agreement']:.2f}% "
+                      f"of decisions equal) with an earlier implementation of it, not this one; "
+                      f"'diplostance guard {model_dir}' measures it again", stacklevel=3)
         return
     if entry.get("ok"):
         return
@@ -263,4 +274,5 @@ def check_guard(meta, backend: str, model_dir: str | Path, allow_unguarded: bool
         f"label decisions ({entry.get('data', '?')}, on {entry.get('cpu', '?')}), below the "
         f"{100 * GUARD_MIN_AGREEMENT:.1f}% the accuracy guard requires; score with --backend fp32"
         + (f" or {', '.join(fine)}" if fine else "")
-        + ", or pass --allow-unguarded (Python: allow_unguarded=True) to use it anyway")
+        + ", or pass --allow-unguarded (Python: allow_unguarded=True) to use it anyway; "
+        f"'diplostance guard {model_dir}' measures it again (e.g. on another CPU)")
