@@ -25,7 +25,7 @@ def test_quantiser_round_trips_each_row_within_half_its_own_step_and_keeps_zero_
         assert back[0, 0] == 0
     # compiled and eager give the same scales and codes within one step
     (qe, se), (qc, sc) = (k.quantize(x) for k in _both())
-    torch.testing.assert_close(se, sc) 
+    torch.testing.assert_close(se, sc)
     assert (qe.int() - qc.int()).abs().max() <= 1
 
 

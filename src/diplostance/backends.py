@@ -25,6 +25,7 @@ whose recorded agreement is below :data:`GUARD_MIN_AGREEMENT` for that model.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 from .inference import Backend, TorchBackend, release_free_memory
@@ -254,8 +255,6 @@ def check_guard(meta, backend: str, model_dir: str | Path, allow_unguarded: bool
         return
     entries = (meta.metrics.get("guard") or {}).get("backends") or {}
     entry = entries.get(backend)
-    import warnings
-
     if entry is None:
         warnings.warn(f"{model_dir}: the {backend} backend has not been checked against fp32 for this model; "
                       f"'diplostance guard {model_dir}' measures it", stacklevel=3)

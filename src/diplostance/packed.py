@@ -205,8 +205,8 @@ class PackedClassifier(nn.Module):
         self.query_scale = 1.0 if kind == "fp32" else (self.hidden // self.heads) ** -0.5
         model.eval()
         layers = []
+        layer_class = _Int8Layer if kind == "int8" else _Layer
         for i in range(len(base.encoder.layer)):
-            layer_class = _Int8Layer if kind == "int8" else _Layer
             layers.append(layer_class(base.encoder.layer[i], makers[kind], act, self.query_scale).to(self.dtype))
             base.encoder.layer[i] = nn.Identity()  # the original weights go as soon as converted
             release_free_memory()
