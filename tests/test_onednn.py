@@ -100,6 +100,44 @@ def test_compiled_passes_take_any_row_count_and_match_the_eager_ones():
             torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)
 
 
+def _layout(lengths, width):
+    """Attention's layout for sentences of ``lengths`` padded to ``width``: the packed row of each
+    position (``unpack``; padding reads row 0), the position of each packed row (``repack``) and
+    the additive mask, as the packed forward makes them."""
+    real = torch.arange(width)[None] < torch.tensor(lengths)[:, None]
+    pos = torch.arange(len(lengths) * width)[real.reshape(-1)]
+    unpack = torch.zeros(len(lengths) * width, dtype=torch.int64)
+    unpack[pos] = torch.arange(pos.numel())
+    mask = torch.zeros(len(lengths), 1, 1, width).masked_fill_(~real[:, None, None, :], -1e30)
+    return unpack, pos, mask
+
+
+@pytest.mark.parametrize("lengths, width", [([5, 3, 1], 16), ([7], 7), ([30] * 9 + [2], 32)])
+def test_passes_into_and_out_of_attention_layout_match_the_plain_steps(lengths, width):
+    """Finishing the query-key-value product straight into (3, sentences, heads, width, head
+    size), and quantising attention's output straight from there: the same as the separate finish,
+    gather and transpose, compiled or not ([7]: one sentence, which runs eagerly)."""
+    torch.manual_seed(0)
+    heads, size = 3, 8
+    unpack, pos, mask = _layout(lengths, width)
+    rows = pos.numel() + 3  # padded rows, never read back
+    acc = torch.randn(rows, 3 * heads * size).to(torch.bfloat16)
+    scale, bias = torch.rand(rows, 1) + 0.5, torch.randn(3 * heads * size)
+    y = onednn._finish(acc, scale, bias).index_select(0, unpack)
+    want = y.view(len(lengths), width, 3, heads, size).permute(2, 0, 3, 1, 4)
+    a = torch.randn(len(lengths), heads, width, size).to(torch.bfloat16)
+    repack = torch.cat([pos, pos[:1].expand(3)])
+    want_q, want_scale = onednn._quantize_rows(a.transpose(1, 2).reshape(-1, heads * size).index_select(0, repack))
+    for kernels in _both():
+        got = kernels.finish_heads(acc, scale, bias, unpack, mask, heads)
+        assert got.shape == (3, len(lengths), heads, width, size) and got.is_contiguous()
+        torch.testing.assert_close(got.float(), want.float(), atol=1e-2, rtol=1e-2)
+        q, row_scale = kernels.heads_quantize(a, repack)
+        assert q.shape == (rows, heads * size) and q.dtype == torch.uint8
+        assert (q.int() - want_q.int()).abs().max() <= 1
+        torch.testing.assert_close(row_scale, want_scale)
+
+
 @needs_int8
 def test_int8_linear_gives_a_sentence_the_same_output_whatever_its_batch():
     """Per-token scales: a row with a large activation elsewhere in the batch changes nothing."""

@@ -157,26 +157,65 @@ def _finish_add_norm_quantize(acc, scale, residual, bias, weight, norm_bias, eps
     return (h, *_quantize_rows(h))
 
 
+def _to_heads(y, unpack, mask, heads: int):
+    """The query-key-value product's output ``y`` (packed rows) in attention's layout: a contiguous
+    (3, sentences, heads, width, head size) tensor, position (s, w) from row ``unpack[s * width +
+    w]`` (``mask``: attention's additive (sentences, 1, 1, width) mask, for the two sizes)."""
+    sentences, width = mask.shape[0], mask.shape[-1]
+    return y[unpack].view(sentences, width, 3, heads, -1).permute(2, 0, 3, 1, 4).contiguous()
+
+
+def _finish_heads(acc, scale, bias, unpack, mask, heads: int):
+    """:func:`_to_heads` of the product of the codes ``acc`` finished (row scales, bias) in bf16, in
+    one pass instead of three (finish, gather, and the copies that the batched products of strided
+    heads make: measured with the bf16 backend, the gather and copies alone were no slower than
+    one compiled pass, so it keeps them)."""
+    return _to_heads((acc.float() * scale + bias).to(torch.bfloat16), unpack, mask, heads)
+
+
+def _from_heads(a, repack):
+    """Attention's output ``a`` (sentences, heads, width, head size) as packed rows, row ``r`` from
+    position ``repack[r]`` of the (sentences x width) layout: the heads' transpose and the gather."""
+    sentences, heads, width, size = a.shape
+    return a.transpose(1, 2).reshape(sentences * width, heads * size)[repack]
+
+
+def _heads_quantize(a, repack):
+    """The codes and row scales (:func:`_quantize_rows`) of :func:`_from_heads`, in one pass."""
+    return _quantize_rows(_from_heads(a, repack))
+
+
+#: Which dimensions of a pass's tensor arguments vary from call to call (compiled as dynamic: one
+#: kernel for every batch); the others are the model's widths (static).  Default: a 2-d tensor's rows.
+_DYNAMIC = {"_finish_heads": {0: (0,), 1: (0,), 3: (0,), 4: (0, 3)}, "_heads_quantize": {0: (0, 2), 1: (0,)}}
+
+
 class _Kernels:
-    """The int8 layers' element-wise passes: the row quantiser, and the ways to finish a product
-    (bias, row scales, GELU, residual, layer norm, quantising for the next product).
-    ``compiled``: each compiled with ``torch.compile`` into one pass, the row count dynamic (one
-    kernel for every batch) and the widths static; else run eagerly with the same arithmetic.
-    Single rows run eagerly (a dynamic size of 1 would be compiled again)."""
+    """The int8 layers' element-wise passes: the row quantiser, the ways to finish a product
+    (bias, row scales, GELU, residual, layer norm, quantising for the next product), and the
+    passes into and out of attention's layout.  ``compiled``: each compiled with ``torch.compile``
+    into one pass, the batch's sizes dynamic (one kernel for every batch: :data:`_DYNAMIC`) and the
+    widths static; else run eagerly with the same arithmetic.  A call where one of the dynamic
+    sizes is below 2 runs eagerly (a dynamic size of 1 would be compiled again)."""
 
     def __init__(self, compiled: bool):
         self.compiled = compiled
         self.eager = {f.__name__: f for f in (_quantize_rows, _finish, _finish_gelu, _finish_add,
-                                              _finish_gelu_quantize, _finish_add_norm, _finish_add_norm_quantize)}
+                                              _finish_gelu_quantize, _finish_add_norm, _finish_add_norm_quantize,
+                                              _finish_heads, _heads_quantize)}
         self.passes = {name: torch.compile(f, dynamic=False) for name, f in self.eager.items()} if compiled else self.eager
 
     def _run(self, name, *args):
-        """``args``: the row-major tensors first (2-d: their rows marked dynamic), then the rest."""
-        if not self.compiled or args[0].shape[0] < 2:
+        """The pass ``name`` on ``args``, the sizes :data:`_DYNAMIC` names marked dynamic."""
+        if not self.compiled:
             return self.eager[name](*args)
-        for t in args:
-            if isinstance(t, torch.Tensor) and t.dim() == 2:
-                torch._dynamo.mark_dynamic(t, 0)
+        dynamic = _DYNAMIC.get(name) or {i: (0,) for i, t in enumerate(args)
+                                         if isinstance(t, torch.Tensor) and t.dim() == 2}
+        if any(args[i].shape[d] < 2 for i, dims in dynamic.items() for d in dims):
+            return self.eager[name](*args)
+        for i, dims in dynamic.items():
+            for d in dims:
+                torch._dynamo.mark_dynamic(args[i], d)
         try:
             return self.passes[name](*args)
         except Exception as exc:  # no C++ compiler, an inductor bug: the eager passes are correct, only slower
@@ -205,6 +244,14 @@ class _Kernels:
         and row scales."""
         name = "_finish_add_norm_quantize" if quantize else "_finish_add_norm"
         return self._run(name, acc, scale, residual, bias, norm.weight, norm.bias, norm.eps)
+
+    def finish_heads(self, acc, scale, bias, unpack, mask, heads: int):
+        """-> queries, keys and values in attention's layout (:func:`_finish_heads`)."""
+        return self._run("_finish_heads", acc, scale, bias, unpack, mask, heads)
+
+    def heads_quantize(self, a, repack):
+        """-> the codes and row scales of attention's output, packed (:func:`_heads_quantize`)."""
+        return self._run("_heads_quantize", a, repack)
 
 
 @functools.cache

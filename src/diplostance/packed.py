@@ -144,6 +144,29 @@ class _Layer(nn.Module):
         self.down = make(layer.output.dense)
         self.norm2 = layer.output.LayerNorm
 
+    def enter(self, x):
+        """The first layer's input state from the packed embeddings ``x``: ``x`` itself (see
+        :class:`_Int8Layer` for another)."""
+        return x
+
+    def heads(self, state, unpack, mask, heads: int):
+        """Queries, keys and values in attention's layout: (3, sentences, heads, width, head size),
+        position (s, w) from packed row ``unpack[s * width + w]``; ``mask``: attention's
+        (sentences, 1, 1, width) mask (for the sizes)."""
+        sentences, width = mask.shape[0], mask.shape[-1]
+        return self.qkv(state).index_select(0, unpack).view(sentences, width, 3, heads, -1).permute(2, 0, 3, 1, 4)
+
+    def leave(self, a, repack, state):
+        """The next layer's input state from attention's output ``a`` (sentences, heads, width,
+        head size): packed row ``r`` from position ``repack[r]``, then :meth:`block`."""
+        sentences, heads, width, size = a.shape
+        return self.block(a.transpose(1, 2).reshape(sentences * width, heads * size).index_select(0, repack), state)
+
+    def last(self, a, state, rows):
+        """The last layer's output for the first tokens only: ``a``, their attention output
+        (rows, hidden), ``rows``, their packed rows."""
+        return self.block(a, state.index_select(0, rows))
+
     def block(self, a, x):
         """The rest of the layer after attention: the output projection of ``a`` plus ``x``, layer
         norm, feed-forward, plus residual, layer norm."""
@@ -157,19 +180,49 @@ class _Layer(nn.Module):
 class _Int8Layer(_Layer):
     """:class:`_Layer` in int8 (``onednn.Int8Linear``) where everything between two products runs in
     one compiled pass (``onednn.kernels()``): row scales, bias, residual, layer norm and quantising
-    for the next product; the GELU and its quantising too, so that the widest activation is never
-    written in bf16.  With the exact GELU only (else :class:`_Layer`'s steps)."""
+    for the next product (the next layer's too); the GELU and its quantising, so that the widest
+    activation is never written in bf16; the query-key-value output straight into attention's
+    layout, and attention's output straight to codes.  The state between layers is (``x``, its
+    codes, their row scales).  With the exact GELU only (else :class:`_Layer`'s steps)."""
 
-    def block(self, a, x):
+    def enter(self, x):
         if self.act is not None:
-            return super().block(a, x)
+            return super().enter(x)
+        from .onednn import kernels
+
+        return (x, *kernels().quantize(x))
+
+    def heads(self, state, unpack, mask, heads: int):
+        if self.act is not None:
+            return super().heads(state, unpack, mask, heads)
+        from .onednn import kernels
+
+        _, q, scale = state
+        return kernels().finish_heads(self.qkv.product(q), scale, self.qkv.b, unpack, mask, heads)
+
+    def leave(self, a, repack, state):
+        if self.act is not None:
+            return super().leave(a, repack, state)
+        from .onednn import kernels
+
+        return self._block(*kernels().heads_quantize(a, repack), state[0], quantize=True)
+
+    def last(self, a, state, rows):
+        if self.act is not None:
+            return super().last(a, state, rows)
+        from .onednn import kernels
+
+        return self._block(*kernels().quantize(a), state[0].index_select(0, rows), quantize=False)
+
+    def _block(self, q, scale, x, quantize: bool):
+        """:meth:`_Layer.block` of ``a`` given as codes ``q`` and row scales; ``quantize``: the
+        output as the next layer's state (with its codes), else as bf16 only."""
         from .onednn import kernels
 
         k = kernels()
-        q, scale = k.quantize(a)
         x, q, scale = k.finish_add_norm(self.out.product(q), scale, self.out.b, x, self.norm1, quantize=True)
         q, scale = k.finish_gelu_quantize(self.up.product(q), scale, self.up.b)
-        return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2)
+        return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2, quantize=quantize)
 
 
 class PackedClassifier(nn.Module):
@@ -286,21 +339,18 @@ class PackedClassifier(nn.Module):
         lengths = attention_mask.sum(1)
         firsts = _pad_index(torch.cumsum(lengths, 0) - lengths, padded_rows(batch, self.rows))  # packed row of each first token
         x = self.embeddings(input_ids=input_ids).reshape(batch * length, hidden).index_select(0, pack)
+        if not self.layers:
+            x = x.index_select(0, firsts)
+        state = self.layers[0].enter(x) if self.layers else x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            qkv = layer.qkv(x).index_select(0, unpack).view(sentences, width, 3, heads, hidden // heads)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+            q, k, v = layer.heads(state, unpack, mask, heads)
             if i < last:
-                a = self._attention(q, k, v, mask, per)
-                a = a.transpose(1, 2).reshape(sentences * width, hidden).index_select(0, repack)
-                x = layer.block(a, x)
+                state = layer.leave(self._attention(q, k, v, mask, per), repack, state)
             else:  # the first token only
                 # the fused kernel: one query row per sentence is cheap there, and needs no more shapes
                 a = self._attention(q[:, :, :1], k, v, mask, None).reshape(sentences, hidden)
-                a = a.index_select(0, _pad_index(torch.arange(batch), firsts.numel()))
-                x = layer.block(a, x.index_select(0, firsts))
-        if not self.layers:
-            x = x.index_select(0, firsts)
+                x = layer.last(a.index_select(0, _pad_index(torch.arange(batch), firsts.numel())), state, firsts)
         # (rows, 1, hidden): what the heads read as position 0; all padded rows, not the batch's
         # own count: a kernel per distinct matrix shape is built and cached (see ROWS), and batches
         # hold any number of sentences
