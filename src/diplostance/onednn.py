@@ -19,12 +19,14 @@ Per-token scales replaced one scale per batch and layer input: on the e5-small r
 the int8 decisions agreed with fp32 on 99.40% of them per batch (below the guard's 99.5%; a few
 tokens with large activations after the GELU set the scale for all the others) and on 99.92% per
 token.  oneDNN's int8 product takes a single input scale, so it runs on the codes and one pass
-after it applies the row scales, the bias, the GELU or the residual; the packed forward fuses
-everything between two products into one such pass (``packed._Int8Layer``), which kept the speed
-of the base-shaped and e5 models (AMD EPYC; 0.90x on a small model of hidden size 256, where the
-GELU, free inside oneDNN's product before, weighs more).  The passes are compiled with
-``torch.compile`` when a C++ compiler is present (:func:`kernels`; each on first use, cached on
-disk by inductor: about 15 s the first time on a machine, 2 s after); otherwise, or with
+after it applies the row scales, the bias, the GELU or the residual.  The packed forward
+(``packed._Int8Layer``) fuses everything between two products into one such pass, and the moves
+into and out of attention's layout into the passes next to them.  Against oneDNN's own GELU and
+residual post-ops with one scale per batch, that kept the speed of the base-shaped and e5 models
+(AMD EPYC; 0.90x on a small model of hidden size 256, where the GELU, free inside oneDNN's
+product before, weighs more); the layout moves made the base-shaped model 4-6% faster again.
+The passes are compiled with ``torch.compile`` when a C++ compiler is present (:func:`kernels`;
+each on first use, cached on disk by inductor); otherwise, or with
 ``DIPLOSTANCE_COMPILE=0``, they run eagerly with the same results up to rounding.  Where the rest
 of the int8 backend's time goes (attention, layer norms, Python) is profiled in
 evaluate/benchmarks/results.md.

@@ -11,7 +11,9 @@ token although the classification head reads only the first (``<s>`` / ``[CLS]``
 * the last layer computes attention, its feed-forward block and layer norms for the first token
   only (the keys and values still come from every token);
 * query, key and value are one matrix product; the residual additions and the exact GELU run
-  inside oneDNN's products (fp32 where oneDNN has fp32 kernels, bf16, int8);
+  inside oneDNN's products (fp32 where oneDNN has fp32 kernels, bf16); in int8, whose products
+  run on per-token codes, everything between two products is one compiled pass, the gather into
+  attention's layout and out of it included (:class:`_Int8Layer`);
 * bf16 and int8 attention of batches up to 128 tokens long runs as two bf16 matrix products
   around an fp32 softmax, in slices of a fixed shape per length padded to 16 tokens, instead of
   PyTorch's fused kernel (see :meth:`PackedClassifier._attention`).
