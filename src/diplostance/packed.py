@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import onednn
 from .inference import release_free_memory
 
 MODEL_TYPES = ("bert", "roberta", "camembert", "xlm-roberta")
@@ -161,8 +162,7 @@ class _Layer(nn.Module):
     def leave(self, a, repack, state):
         """The next layer's input state from attention's output ``a`` (sentences, heads, width,
         head size): packed row ``r`` from position ``repack[r]``, then :meth:`block`."""
-        sentences, heads, width, size = a.shape
-        return self.block(a.transpose(1, 2).reshape(sentences * width, heads * size).index_select(0, repack), state)
+        return self.block(onednn._from_heads(a, repack), state)
 
     def last(self, a, state, rows):
         """The last layer's output for the first tokens only: ``a``, their attention output
@@ -190,38 +190,28 @@ class _Int8Layer(_Layer):
     def enter(self, x):
         if self.act is not None:
             return super().enter(x)
-        from .onednn import kernels
-
-        return (x, *kernels().quantize(x))
+        return (x, *onednn.kernels().quantize(x))
 
     def heads(self, state, unpack, mask, heads: int):
         if self.act is not None:
             return super().heads(state, unpack, mask, heads)
-        from .onednn import kernels
-
         _, q, scale = state
-        return kernels().finish_heads(self.qkv.product(q), scale, self.qkv.b, unpack, mask, heads)
+        return onednn.kernels().finish_heads(self.qkv.product(q), scale, self.qkv.b, unpack, mask, heads)
 
     def leave(self, a, repack, state):
         if self.act is not None:
             return super().leave(a, repack, state)
-        from .onednn import kernels
-
-        return self._block(*kernels().heads_quantize(a, repack), state[0], quantize=True)
+        return self._block(*onednn.kernels().heads_quantize(a, repack), state[0], quantize=True)
 
     def last(self, a, state, rows):
         if self.act is not None:
             return super().last(a, state, rows)
-        from .onednn import kernels
-
-        return self._block(*kernels().quantize(a), state[0].index_select(0, rows), quantize=False)
+        return self._block(*onednn.kernels().quantize(a), state[0].index_select(0, rows), quantize=False)
 
     def _block(self, q, scale, x, quantize: bool):
         """:meth:`_Layer.block` of ``a`` given as codes ``q`` and row scales; ``quantize``: the
         output as the next layer's state (with its codes), else as bf16 only."""
-        from .onednn import kernels
-
-        k = kernels()
+        k = onednn.kernels()
         x, q, scale = k.finish_add_norm(self.out.product(q), scale, self.out.b, x, self.norm1, quantize=True)
         q, scale = k.finish_gelu_quantize(self.up.product(q), scale, self.up.b)
         return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2, quantize=quantize)
@@ -241,8 +231,6 @@ class PackedClassifier(nn.Module):
         if reason is not None:
             raise ValueError(f"cannot pack this model: {reason}")
         from transformers.activations import ACT2FN
-
-        from . import onednn
 
         fp32 = functools.partial(onednn.PackedLinear, dtype=torch.float32) if onednn.fp32_supported() else _Fp32Linear
         makers = {"fp32": fp32, "bf16": onednn.PackedLinear, "int8": onednn.Int8Linear}
