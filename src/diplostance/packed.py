@@ -201,20 +201,22 @@ class _Int8Layer(_Layer):
     def leave(self, a, repack, state):
         if self.act is not None:
             return super().leave(a, repack, state)
-        return self._block(*onednn.kernels().heads_quantize(a, repack), state[0], quantize=True)
+        return self._block(*onednn.kernels().heads_quantize(a, repack), state[0])
 
     def last(self, a, state, rows):
         if self.act is not None:
             return super().last(a, state, rows)
-        return self._block(*onednn.kernels().quantize(a), state[0].index_select(0, rows), quantize=False)
+        # the output's codes are not needed, but the same pass as every other layer's end is one
+        # compilation fewer on first use (the quantising of the first tokens' rows costs nothing)
+        return self._block(*onednn.kernels().quantize(a), state[0].index_select(0, rows))[0]
 
-    def _block(self, q, scale, x, quantize: bool):
-        """:meth:`_Layer.block` of ``a`` given as codes ``q`` and row scales; ``quantize``: the
-        output as the next layer's state (with its codes), else as bf16 only."""
+    def _block(self, q, scale, x):
+        """:meth:`_Layer.block` of ``a`` given as codes ``q`` and row scales -> the next layer's
+        state (the output, its codes and their row scales)."""
         k = onednn.kernels()
         x, q, scale = k.finish_add_norm(self.out.product(q), scale, self.out.b, x, self.norm1, quantize=True)
         q, scale = k.finish_gelu_quantize(self.up.product(q), scale, self.up.b)
-        return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2, quantize=quantize)
+        return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2, quantize=True)
 
 
 class PackedClassifier(nn.Module):
