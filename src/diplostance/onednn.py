@@ -203,7 +203,7 @@ class _Kernels:
     def __init__(self, compiled: bool):
         self.compiled = compiled
         self.eager = {f.__name__: f for f in (_quantize_rows, _finish, _finish_gelu, _finish_add,
-                                              _finish_gelu_quantize, _finish_add_norm, _finish_add_norm_quantize,
+                                              _finish_gelu_quantize, _finish_add_norm_quantize,
                                               _finish_heads, _heads_quantize)}
         self.passes = {name: torch.compile(f, dynamic=False) for name, f in self.eager.items()} if compiled else self.eager
 
@@ -241,11 +241,9 @@ class _Kernels:
         """-> the codes and row scales of the GELU of the finished product (:func:`_finish_gelu_quantize`)."""
         return self._run("_finish_gelu_quantize", acc, scale, bias)
 
-    def finish_add_norm(self, acc, scale, bias, residual, norm: nn.LayerNorm, quantize: bool = False):
-        """-> ``norm``(finished product + ``residual``), in bf16; with ``quantize``, also its codes
-        and row scales."""
-        name = "_finish_add_norm_quantize" if quantize else "_finish_add_norm"
-        return self._run(name, acc, scale, residual, bias, norm.weight, norm.bias, norm.eps)
+    def finish_add_norm_quantize(self, acc, scale, bias, residual, norm: nn.LayerNorm):
+        """-> ``norm``(finished product + ``residual``) in bf16, its codes and their row scales."""
+        return self._run("_finish_add_norm_quantize", acc, scale, residual, bias, norm.weight, norm.bias, norm.eps)
 
     def finish_heads(self, acc, scale, bias, unpack, mask, heads: int):
         """-> queries, keys and values in attention's layout (:func:`_finish_heads`)."""

@@ -185,27 +185,20 @@ class _Int8Layer(_Layer):
     for the next product (the next layer's too); the GELU and its quantising, so that the widest
     activation is never written in bf16; the query-key-value output straight into attention's
     layout, and attention's output straight to codes.  The state between layers is (``x``, its
-    codes, their row scales).  With the exact GELU only (else :class:`_Layer`'s steps)."""
+    codes, their row scales).  For models with the exact GELU (:class:`PackedClassifier` gives
+    the others :class:`_Layer`, whose GELU-less products are finished one at a time)."""
 
     def enter(self, x):
-        if self.act is not None:
-            return super().enter(x)
         return (x, *onednn.kernels().quantize(x))
 
     def heads(self, state, unpack, mask, heads: int):
-        if self.act is not None:
-            return super().heads(state, unpack, mask, heads)
         _, q, scale = state
         return onednn.kernels().finish_heads(self.qkv.product(q), scale, self.qkv.b, unpack, mask, heads)
 
     def leave(self, a, repack, state):
-        if self.act is not None:
-            return super().leave(a, repack, state)
         return self._block(*onednn.kernels().heads_quantize(a, repack), state[0])
 
     def last(self, a, state, rows):
-        if self.act is not None:
-            return super().last(a, state, rows)
         # the output's codes are not needed, but the same pass as every other layer's end is one
         # compilation fewer on first use (the quantising of the first tokens' rows costs nothing)
         return self._block(*onednn.kernels().quantize(a), state[0].index_select(0, rows))[0]
@@ -214,9 +207,9 @@ class _Int8Layer(_Layer):
         """:meth:`_Layer.block` of ``a`` given as codes ``q`` and row scales -> the next layer's
         state (the output, its codes and their row scales)."""
         k = onednn.kernels()
-        x, q, scale = k.finish_add_norm(self.out.product(q), scale, self.out.b, x, self.norm1, quantize=True)
+        x, q, scale = k.finish_add_norm_quantize(self.out.product(q), scale, self.out.b, x, self.norm1)
         q, scale = k.finish_gelu_quantize(self.up.product(q), scale, self.up.b)
-        return k.finish_add_norm(self.down.product(q), scale, self.down.b, x, self.norm2, quantize=True)
+        return k.finish_add_norm_quantize(self.down.product(q), scale, self.down.b, x, self.norm2)
 
 
 class PackedClassifier(nn.Module):
@@ -250,7 +243,7 @@ class PackedClassifier(nn.Module):
         self.query_scale = 1.0 if kind == "fp32" else (self.hidden // self.heads) ** -0.5
         model.eval()
         layers = []
-        layer_class = _Int8Layer if kind == "int8" else _Layer
+        layer_class = _Int8Layer if kind == "int8" and act is None else _Layer
         for i in range(len(base.encoder.layer)):
             layers.append(layer_class(base.encoder.layer[i], makers[kind], act, self.query_scale).to(self.dtype))
             base.encoder.layer[i] = nn.Identity()  # the original weights go as soon as converted
