@@ -1,7 +1,9 @@
 import json
 
+from diplostance.backends import cpu_name
 from diplostance.cli import main
 from diplostance.evaluate import evaluate_baseline, evaluate_model
+from diplostance.modeling import read_meta
 
 from conftest import ROOT
 
@@ -22,6 +24,9 @@ def test_evaluate_writes_metrics_figures_errors_and_baseline(tiny_model, tmp_pat
     assert data["baseline"]["macro_f1"] > 0  # the baseline, side by side
     report = (out / "report.md").read_text()
     assert "| model | baseline (TF-IDF + LR) |" in report and "![pr_curves.png]" in report
+    meta = read_meta(tiny_model.output)  # which model, trained where: results differ by hardware
+    assert f"Model trained {meta.created} on {cpu_name()}." in report
+    assert data["model_trained"] == f"{meta.created} on {cpu_name()}"
     errors = [json.loads(l) for l in (out / "errors.jsonl").read_text().splitlines()]
     assert all(e["gold"] != e["predicted"] for e in errors)
     assert all(set(e["probabilities"]) == {"commitment", "support", "opposition", "greeting"} for e in errors)

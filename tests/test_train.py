@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from diplostance.backends import cpu_name
 from diplostance.config import ConfigError
 from diplostance.labels import LABELS
 from diplostance.modeling import META_FILE, ModelDirError, read_meta
@@ -33,7 +34,10 @@ def test_model_directory_is_a_standard_hf_directory(tiny_model):
     assert meta.training_data["fingerprint"].startswith("sha256:")
     assert "dev" in meta.metrics and "test" in meta.metrics
     assert not (out / "checkpoints").exists()
-    assert "| F1 commitment |" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "| F1 commitment |" in card
+    # the hardware is recorded: the same recipe trains to other weights on another kind of CPU
+    assert meta.metrics["train_device"] == cpu_name() and f" on {cpu_name()}, in " in card
 
 
 def test_thresholds_are_tuned_on_dev_and_saved(tiny_model):

@@ -100,10 +100,11 @@ def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds,
 
 
 def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict | None, files: list[str],
-               thresholds) -> str:
+               thresholds, trained: str | None = None) -> str:
     cols = ["model"] + (["baseline (TF-IDF + LR)"] if baseline else [])
     lines = [f"# Evaluation of {name} on {split}", "", f"{report['n']} sentences. Thresholds tuned on dev: "
-             + ", ".join(f"{l} {t:.3f}" for l, t in zip(LABELS, thresholds)) + ".", "",
+             + ", ".join(f"{l} {t:.3f}" for l, t in zip(LABELS, thresholds)) + "."
+             + (f" Model trained {trained}." if trained else ""), "",
              "| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
 
     def row(title, get):
@@ -147,7 +148,8 @@ def write_report(out_dir: str | Path, name: str, split: str, examples: list[Exam
     payload = {"name": name, "split": split, "thresholds": list(map(float, thresholds)), "metrics": report,
                "ece": ece, "calibration_bins": bins, "baseline": baseline, **(extra or {})}
     (out / "metrics.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / "report.md").write_text(_report_md(name, split, report, ece, baseline, files, thresholds), encoding="utf-8")
+    (out / "report.md").write_text(_report_md(name, split, report, ece, baseline, files, thresholds,
+                                              (extra or {}).get("model_trained")), encoding="utf-8")
     return EvalResult(name, split, report, out, baseline, files + ["errors.jsonl", "metrics.json", "report.md"])
 
 
@@ -178,8 +180,9 @@ def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None 
         base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples)
     name = Path(model_dir).resolve().name
     out = Path(out_dir) if out_dir else Path("evaluate") / name
+    trained = f"{clf.meta.created} on {clf.meta.metrics.get('train_device', 'a machine not recorded')}"
     return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
-                        {"model_path": str(model_dir), "backend": backend})
+                        {"model_path": str(model_dir), "backend": backend, "model_trained": trained})
 
 
 def evaluate_baseline(config_path: str | None = "training/offline.toml", split: str = "test",

@@ -240,6 +240,7 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
         results["test"] = metrics.multilabel_report(y_test, metrics.decide(p_test, thresholds))
     seconds = time.time() - started
     results["train_seconds"] = round(seconds, 1)
+    results["train_device"] = training_device(trainer.args)
     results["best_dev_macro_f1_during_training"] = trainer.state.best_metric
 
     data_files = [config.data.train, config.data.dev]
@@ -270,6 +271,24 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     results["guard"] = record_guard(out, report, f"dev split, {len(dev_ex)} sentences")
     (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return TrainResult(out, thresholds, results, seconds)
+
+
+def training_device(args) -> str:
+    """What trained the model (the Trainer's ``args``): the GPUs' name and count, or this CPU's name
+    and the instruction sets that decide its kernels.  Recorded with the metrics because the same
+    recipe, seed and data train to the same weights on one kind of hardware but to slightly
+    different ones on another (its fp32 and bf16 kernels round differently; see the README)."""
+    device = args.device
+    if device.type == "cuda":
+        import torch
+
+        name = torch.cuda.get_device_name(device)
+        return f"{args.world_size} x {name}" if args.world_size > 1 else name
+    if device.type == "cpu":
+        from .backends import cpu_name
+
+        return cpu_name()
+    return str(device)
 
 
 def reuse_freed_memory() -> bool:
