@@ -7,6 +7,7 @@ import pytest
 from conftest import DATA, ROOT
 
 from diplostance import transfer
+from diplostance.backends import cpu_name
 
 GROUPS = {"asia": ("chinese_state_media", "vietnamese_media"), "russia": ("russian_ministry",)}
 
@@ -32,6 +33,8 @@ def test_transfer_report_and_resume(tmp_path, monkeypatch):
     assert all(0 <= r.macro_f1 <= 1 and r.test > 0 for r in results)
     report = (tmp_path / "out" / "transfer.md").read_text(encoding="utf-8")
     assert "| baseline |" in report and "| tiny |" in report and "worst" in report
+    assert all(r.device == cpu_name() for r in results)  # results depend on the hardware: it is recorded
+    assert f"Trained: baseline, tiny on {cpu_name()}." in report
     assert (tmp_path / "out" / "transfer.png").stat().st_size > 1000
     assert not (tmp_path / "models" / "transfer" / "tiny").exists() or not any((tmp_path / "models" / "transfer" / "tiny").iterdir())
 

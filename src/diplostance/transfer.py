@@ -51,6 +51,9 @@ class FoldResult:
     seconds: float
     key: str
     data: str = ""
+    #: what trained the fold's model (``metrics.train_device``; the CPU for the baseline): the same
+    #: recipe trains to slightly different weights on another kind of hardware
+    device: str = ""
 
 
 def _rows(data_dir: Path) -> dict[str, list[dict]]:
@@ -100,14 +103,15 @@ def _fold_baseline(fold: Path) -> dict:
     return metrics.multilabel_report(y, metrics.decide(base.predict_proba([e.text for e in test]), base.thresholds))
 
 
-def _fold_recipe(recipe: str, overrides: list[str], fold: Path, model_dir: Path) -> dict:
+def _fold_recipe(recipe: str, overrides: list[str], fold: Path, model_dir: Path) -> tuple[dict, str]:
+    """-> the test report of the recipe trained on ``fold``, and what trained it."""
     from .config import load_config
     from .train import train
 
     config = load_config(recipe, [*overrides, f"data.train={fold / 'train.jsonl'}",
                                   f"data.dev={fold / 'dev.jsonl'}", f"data.test={fold / 'test.jsonl'}"])
     result = train(config, output=model_dir, force=True, quiet=True)
-    return result.metrics["test"]
+    return result.metrics["test"], result.metrics["train_device"]
 
 
 def run_transfer(recipes: list[str], groups: dict[str, tuple[str, ...]] | None = None, data_dir: str | Path = "data",
@@ -139,14 +143,18 @@ def run_transfer(recipes: list[str], groups: dict[str, tuple[str, ...]] | None =
                 continue
             started = time.time()
             log(f"{system} / {group}: training on {sizes['train']} sentences, testing on {sizes['test']} ...")
-            report = (_fold_baseline(fold) if system == BASELINE else
-                      _fold_recipe(recipe, overrides or [], fold, work / system / group))
+            if system == BASELINE:
+                from .backends import cpu_name
+
+                report, device = _fold_baseline(fold), cpu_name()
+            else:
+                report, device = _fold_recipe(recipe, overrides or [], fold, work / system / group)
             if system != BASELINE and not keep_models:
                 shutil.rmtree(work / system / group, ignore_errors=True)
             result = FoldResult(system, group, sizes["train"], sizes["dev"], sizes["test"],
                                 round(report["macro_f1"], 4), round(report["micro_f1"], 4),
                                 {l: round(report["per_label"][l]["f1"], 4) for l in LABELS},
-                                round(time.time() - started, 1), key, data_fp)
+                                round(time.time() - started, 1), key, data_fp, device)
             results.append(result)
             saved[key] = asdict(result)
             store.write_text(json.dumps(list(saved.values()), indent=1), encoding="utf-8")  # after every fold
@@ -194,6 +202,11 @@ def write_report(results: list[FoldResult], groups: dict[str, tuple[str, ...]], 
     if len(shared) < len(names):
         lines += ["", f"Systems were not all measured on every group (\"–\"): compare them on the shared groups "
                       f"({', '.join(shared) or 'none'}), last column."]
+    devices = {}
+    for r in results:
+        devices.setdefault(r.device or "not recorded", []).append(r.system)
+    lines += ["", "Trained: " + "; ".join(f"{', '.join(dict.fromkeys(s))} on {d}" for d, s in devices.items())
+              + ". The same recipe trains to slightly different weights on another kind of hardware."]
     lines += ["", "Held-out sentences per group: " + ", ".join(
         f"{g} {next(r.test for r in results if r.group == g)}" for g in names) + ".", "",
         "| group | styles |", "|---|---|"] + [f"| {g} | {', '.join(groups[g])} |" for g in names]
