@@ -180,9 +180,9 @@ def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None 
         base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples)
     name = Path(model_dir).resolve().name
     out = Path(out_dir) if out_dir else Path("evaluate") / name
-    trained = f"{clf.meta.created} on {clf.meta.metrics.get('train_device', 'a machine not recorded')}"
     return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
-                        {"model_path": str(model_dir), "backend": backend, "model_trained": trained})
+                        {"model_path": str(model_dir), "backend": backend,
+                         "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"})
 
 
 def evaluate_baseline(config_path: str | None = "training/offline.toml", split: str = "test",

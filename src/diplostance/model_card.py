@@ -45,7 +45,7 @@ def write_model_card(path: str | Path, meta: ModelMeta) -> Path:
         train_examples=meta.training_data.get("train_examples", "?"),
         fingerprint=meta.training_data.get("fingerprint", "?")[:23],
         created=meta.created, train_seconds=meta.metrics.get("train_seconds", "?"),
-        train_device=meta.metrics.get("train_device", "a machine not recorded"),
+        train_device=meta.trained_on,
         threshold_rows="\n".join(f"| {l} | {t:.3f} |" for l, t in zip(LABELS, meta.thresholds)),
         metrics_table=metrics_table(meta.metrics), guard=guard_text(meta.metrics.get("guard")), path=str(path),
     )

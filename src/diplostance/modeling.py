@@ -126,6 +126,11 @@ class ModelMeta:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
 
+    @property
+    def trained_on(self) -> str:
+        """The hardware that trained the model (``metrics.train_device``), for cards and reports."""
+        return self.metrics.get("train_device") or "a machine not recorded"
+
     def to_json(self) -> str:
         from dataclasses import asdict
 
