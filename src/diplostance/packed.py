@@ -324,9 +324,10 @@ class PackedClassifier(nn.Module):
         lengths = attention_mask.sum(1)
         firsts = _pad_index(torch.cumsum(lengths, 0) - lengths, padded_rows(batch, self.rows))  # packed row of each first token
         x = self.embeddings(input_ids=input_ids).reshape(batch * length, hidden).index_select(0, pack)
-        if not self.layers:
+        if self.layers:
+            state = self.layers[0].enter(x)
+        else:  # the embeddings of the first tokens are the output
             x = x.index_select(0, firsts)
-        state = self.layers[0].enter(x) if self.layers else x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             q, k, v = layer.heads(state, unpack, mask, heads)
