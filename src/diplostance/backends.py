@@ -28,6 +28,7 @@ import copy
 import warnings
 from pathlib import Path
 
+from .errors import DiplostanceError
 from .inference import Backend, TorchBackend, release_free_memory
 
 BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "transformers")
@@ -41,7 +42,7 @@ GUARDED = ("bf16", "int8", "onnx-int8")
 REVISIONS = {"bf16": 1, "int8": 2, "onnx-int8": 1}
 
 
-class GuardError(ValueError):
+class GuardError(DiplostanceError, ValueError):
     """A backend whose label decisions, on this model, strayed too far from fp32."""
 
 

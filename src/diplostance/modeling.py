@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .errors import DiplostanceError
 from .labels import LABELS, PRIMARY_ORDER
 
 FORMAT_VERSION = 1
 META_FILE = "diplostance.json"
 
 
-class ModelDirError(ValueError):
+class ModelDirError(DiplostanceError, ValueError):
     """A model directory that cannot be used; the message says what was expected."""
 
 
-class HubUnavailableError(OSError):
+class HubUnavailableError(DiplostanceError, OSError):
     """A hub checkpoint was asked for but cannot be downloaded."""
 
 

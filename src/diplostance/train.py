@@ -15,6 +15,7 @@ import numpy as np
 
 from . import corpus, metrics
 from .config import ConfigError, RunConfig
+from .errors import DiplostanceError
 from .labels import LABELS, to_vector
 from .modeling import META_FILE, ModelMeta, library_versions, load_base, write_meta
 
@@ -24,7 +25,7 @@ CHECKPOINTS = "checkpoints"
 WORK = "work"
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(DiplostanceError, FileExistsError):
     pass
 
 

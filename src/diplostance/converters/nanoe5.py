@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DiplostanceError
+
 MAGIC = b"E5S1"
 QK = 32
 Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
@@ -49,7 +51,7 @@ BASE_NAMES = {"e5-small": "e5-small-q4.bin"}
 PASSAGE_PREFIX = "passage: "
 
 
-class ConversionError(ValueError):
+class ConversionError(DiplostanceError, ValueError):
     """A file that is not a packed e5 model, or a package that is not installed."""
 
 
