@@ -1,6 +1,6 @@
 import json
 
-from diplostance.backends import cpu_name
+from diplostance.hardware import cpu_name
 from diplostance.cli import main
 from diplostance.evaluate import evaluate_baseline, evaluate_model
 from diplostance.modeling import read_meta

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from diplostance.backends import cpu_name
+from diplostance.hardware import cpu_name
 from diplostance.config import ConfigError
 from diplostance.labels import LABELS
 from diplostance.modeling import META_FILE, ModelDirError, read_meta

@@ -7,7 +7,7 @@ import pytest
 from conftest import DATA, ROOT
 
 from diplostance import transfer
-from diplostance.backends import cpu_name
+from diplostance.hardware import cpu_name
 
 GROUPS = {"asia": ("chinese_state_media", "vietnamese_media"), "russia": ("russian_ministry",)}
 

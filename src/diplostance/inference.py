@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .hardware import release_free_memory
 from .modeling import encode_with_windows
 
 
@@ -26,17 +27,21 @@ class TorchBackend:
     """PyTorch inference under ``inference_mode`` of a transformers model or of a module that
     returns the logits (packed.py)."""
 
-    def __init__(self, model, name: str = "fp32"):
+    def __init__(self, model, name: str = "fp32", device: str = "cpu"):
         self.model = model.eval()
         self.name = name
+        self.device = device
         self.batch_tokens = getattr(model, "rows", None)  # the packed forward's (packed.py)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            out = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask))
-            return getattr(out, "logits", out).float().numpy()  # a transformers output, or the logits
+            ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+            if self.device != "cpu":
+                ids, mask = ids.to(self.device), mask.to(self.device)
+            out = self.model(input_ids=ids, attention_mask=mask)
+            return getattr(out, "logits", out).float().cpu().numpy()  # a transformers output, or the logits
 
 
 #: Batches are padded to a multiple of this many tokens: far fewer distinct shapes, so oneDNN's
@@ -104,35 +109,3 @@ def _batches(order: np.ndarray, lengths: list[int], batch_size: int, batch_token
             start, tokens = k, 0
         tokens += lengths[i]
     yield order[start:]
-
-
-def glibc():
-    """The C library when it is glibc (``malloc_trim``, ``mallopt``), else None; loaded once."""
-    global _glibc
-    if _glibc is None:
-        _glibc = False
-        try:
-            import ctypes
-
-            lib = ctypes.CDLL("libc.so.6")
-            for name in ("malloc_trim", "mallopt"):  # glibc has both; other C libraries may not
-                getattr(lib, name)
-            _glibc = lib
-        except (OSError, AttributeError):
-            pass
-    return _glibc or None
-
-
-def release_free_memory() -> None:
-    """Give the C heap's free memory back to the system (glibc ``malloc_trim``; elsewhere nothing).
-
-    Batches of every width leave the heap fragmented; without this, the resident memory of a
-    long streamed scoring run creeps up with the number of documents (measured: +100 MB over
-    1,700 sentences of the base-shaped model in bf16); with it, it stays flat.
-    """
-    lib = glibc()
-    if lib is not None:
-        lib.malloc_trim(0)
-
-
-_glibc = None

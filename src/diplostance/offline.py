@@ -89,7 +89,7 @@ def mlm_pretrain(args: ModelArgs, pre: PretrainArgs, tokenizer, texts: list[str]
     enc = tokenizer(texts, truncation=True, max_length=args.max_length)
     dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pre.mlm_probability)
-    from .train import bf16_arguments
+    from .hardware import bf16_arguments
 
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(

@@ -44,14 +44,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inference import release_free_memory
+from . import hardware
+from .hardware import release_free_memory
 
 
 @functools.cache
 def bf16_supported() -> bool:
-    """oneDNN's packed bf16 linear layer runs on this CPU (AVX-512 BF16 or AMX)."""
+    """oneDNN's packed bf16 linear layer runs on this CPU in hardware (AVX-512 BF16 or AMX).  Where
+    bf16 would be emulated (``hardware.native_bf16`` is False: AVX2 only, or AVX-512 without BF16)
+    it is slower than fp32, so it counts as unsupported."""
     try:
-        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        if not (hardware.native_bf16() and torch.backends.mkldnn.is_available()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
             return False
         PackedLinear(nn.Linear(8, 8).to(torch.bfloat16))(torch.zeros(2, 8, dtype=torch.bfloat16))
         return True
@@ -61,9 +65,10 @@ def bf16_supported() -> bool:
 
 @functools.cache
 def int8_supported() -> bool:
-    """oneDNN's quantised linear layer runs on this CPU (AMX-INT8 or AVX-512 VNNI)."""
+    """oneDNN's quantised linear layer runs on this CPU (AMX-INT8 or AVX-512 VNNI), next to the
+    bf16 kernels the rest of the int8 forward uses."""
     try:
-        if not bf16_supported():
+        if not (bf16_supported() and hardware.native_int8()):
             return False
         with torch.inference_mode():  # one row: the eager passes (a probe of oneDNN, not of the compiler)
             Int8Linear(nn.Linear(16, 8))(torch.randn(1, 16, dtype=torch.bfloat16))

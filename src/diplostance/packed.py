@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import onednn
-from .inference import release_free_memory
+from .hardware import release_free_memory
 
 MODEL_TYPES = ("bert", "roberta", "camembert", "xlm-roberta")
 #: Tokens per batch: :func:`inference.predict_proba` fills each batch of a packed backend up to this

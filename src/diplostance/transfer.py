@@ -144,7 +144,7 @@ def run_transfer(recipes: list[str], groups: dict[str, tuple[str, ...]] | None =
             started = time.time()
             log(f"{system} / {group}: training on {sizes['train']} sentences, testing on {sizes['test']} ...")
             if system == BASELINE:
-                from .backends import cpu_name
+                from .hardware import cpu_name
 
                 report, device = _fold_baseline(fold), cpu_name()
             else:
