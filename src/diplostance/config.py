@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,10 +76,15 @@ class TrainingArgs:
     #: Stop when dev macro-F1 has not improved for this many evaluations (0 = never).
     early_stopping_patience: int = 3
     group_by_length: bool = True
-    bf16: bool = False
+    #: bfloat16 autocast: "auto" (bf16 where the hardware has it: AVX512-BF16 / AMX, or a GPU with
+    #: bf16; fp32 elsewhere, where bf16 would be emulated and about 8x slower), true or false.
+    bf16: bool | str = "auto"
     #: Keep the token embeddings fixed (a pretrained base with a large vocabulary: e5-small's
     #: 250k x 384 matrix is 80% of its weights; freezing it saves that optimizer state and time).
     freeze_embeddings: bool = False
+    #: Keep the lower N encoder layers as pretrained (with frozen embeddings, their outputs are
+    #: computed once per sentence and cached, so each step runs only the layers above them).
+    freeze_layers: int = 0
     #: Number of CPU threads (0 = leave torch's default).
     threads: int = 0
     #: Dev evaluation every N steps (0 = once per epoch).
@@ -110,6 +116,15 @@ class RunConfig:
 
 def _check_type(value: Any, expected: Any, key: str) -> Any:
     origin = typing.get_origin(expected)
+    if origin is types.UnionType:
+        options = typing.get_args(expected)
+        for option in options:
+            try:
+                return _check_type(value, option, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {' or '.join(o.__name__ for o in options)}, "
+                          f"got {type(value).__name__} {value!r}")
     if origin is list:
         (item,) = typing.get_args(expected)
         if not isinstance(value, list):
@@ -179,6 +194,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     config = _fill(RunConfig, data, "")
     if config.training.pos_weight not in ("none", "auto"):
         raise ConfigError(f"training.pos_weight: expected 'none' or 'auto', got {config.training.pos_weight!r}")
+    if config.training.bf16 not in (True, False, "auto"):
+        raise ConfigError(f"training.bf16: expected true, false or \"auto\", got {config.training.bf16!r}")
+    if config.training.freeze_layers < 0:
+        raise ConfigError(f"training.freeze_layers: expected 0 or more, got {config.training.freeze_layers}")
     if config.model.max_length < 8:
         raise ConfigError(f"model.max_length: expected at least 8, got {config.model.max_length}")
     if config.model.hidden_size % config.model.num_heads:

@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 from . import corpus, metrics
 from .config import ConfigError, RunConfig
 from .errors import DiplostanceError
+from .hardware import bf16_arguments, cpu_name, reuse_freed_memory, use_bf16
 from .labels import LABELS, to_vector
 from .modeling import META_FILE, ModelMeta, library_versions, load_base, write_meta
 
@@ -83,16 +85,19 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
     return ""
 
 
-def _dataset(examples: list[corpus.Example], tokenizer, max_length: int):
+def _dataset(examples: list[corpus.Example], tokenizer, max_length: int, first_row: int = 0):
+    """The examples tokenised, with their ``length`` (for length-grouped batches) and ``row``
+    (``first_row`` + position: their index in the frozen bottom's cache, frozen.py)."""
     from datasets import Dataset, Features, Sequence, Value
 
     enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
     features = Features({"input_ids": Sequence(Value("int32")), "attention_mask": Sequence(Value("int8")),
-                         "labels": Sequence(Value("float32")), "length": Value("int32")})
+                         "labels": Sequence(Value("float32")), "length": Value("int32"), "row": Value("int32")})
     return Dataset.from_dict({
         "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
         "labels": [to_vector(e.labels) for e in examples],
         "length": [len(ids) for ids in enc["input_ids"]],
+        "row": list(range(first_row, first_row + len(examples))),
     }, features=features)
 
 
@@ -149,17 +154,23 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     if quiet:
         transformers.logging.set_verbosity_error()
     t = config.training
+    bf16, why = use_bf16(t.bf16, "cuda" if torch.cuda.is_available() else "cpu")
+    if why.startswith("warning"):
+        warnings.warn(why.removeprefix("warning: "), stacklevel=2)
+    else:
+        log.info("precision: %s (%s)", "bf16 autocast" if bf16 else "fp32", why)
     eval_kwargs = ({"eval_strategy": "steps", "eval_steps": t.eval_steps, "save_strategy": "steps",
                     "save_steps": t.eval_steps} if t.eval_steps else
                    {"eval_strategy": "epoch", "save_strategy": "epoch"})
     args = TrainingArguments(
         output_dir=str(out / CHECKPOINTS), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed, **bf16_arguments(t.bf16),
+        warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed, **bf16_arguments(bf16),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
         save_total_limit=2, logging_steps=t.logging_steps, report_to="none", disable_tqdm=quiet,
-        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **eval_kwargs,
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), remove_unused_columns=False,
+        **eval_kwargs,
     )
     set_seed(t.seed)
     work = out / WORK
@@ -187,7 +198,7 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
                 if not (pre_dir / "config.json").exists():
                     texts = [e.text for e in train_ex] + _extra_text(config.pretrain.extra_text)
                     offline.mlm_pretrain(config.model, config.pretrain, tokenizer, texts, t.seed, pre_dir,
-                                         bf16=t.bf16, vectors=vectors)
+                                         bf16=bf16, vectors=vectors)
                 from transformers import CamembertForSequenceClassification
 
                 set_seed(t.seed)
@@ -203,6 +214,20 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     tokenizer.model_max_length = config.model.max_length
     if t.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    train_set = _dataset(train_ex, tokenizer, config.model.max_length)
+    dev_set = _dataset(dev_ex, tokenizer, config.model.max_length, first_row=len(train_ex))
+    collator, bottom = _collator(tokenizer), None
+    if t.freeze_layers:
+        from .frozen import FrozenBottom, collator as cached_collator
+
+        bottom = FrozenBottom(model, t.freeze_layers)
+        if t.freeze_embeddings:  # the bottom's output never changes: compute it once
+            cache = _encode_bottom(bottom, list(train_set["input_ids"]) + list(dev_set["input_ids"]), tokenizer.pad_token_id,
+                                   bf16, quiet)
+            collator = cached_collator(cache)
+            bottom.detach()
+        else:
+            bottom = None
 
     pos_weight = None
     if t.pos_weight == "auto":
@@ -212,15 +237,16 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
 
     callbacks = [EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []
     trainer = Trainer(
-        model=model, args=args, train_dataset=_dataset(train_ex, tokenizer, config.model.max_length),
-        eval_dataset=_dataset(dev_ex, tokenizer, config.model.max_length),
-        data_collator=_collator(tokenizer), compute_metrics=_selection_metrics,
+        model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
+        data_collator=collator, compute_metrics=_selection_metrics,
         compute_loss_func=_bce_loss(pos_weight), callbacks=callbacks,
     )
     last = _last_checkpoint(out / CHECKPOINTS) if resume else None
     reuse_freed_memory()
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     model = trainer.model
+    if bottom is not None:
+        bottom.restore()
     if not trainer.is_world_process_zero():
         return TrainResult(out, [], {}, time.time() - started)
 
@@ -242,6 +268,10 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     seconds = time.time() - started
     results["train_seconds"] = round(seconds, 1)
     results["train_device"] = training_device(trainer.args)
+    results["precision"] = "bf16 autocast" if bf16 else "fp32"
+    loop_seconds = next((h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h), 0.0)
+    results["train_steps"] = trainer.state.global_step
+    results["seconds_per_step"] = round(loop_seconds / max(trainer.state.global_step, 1), 3)
     results["best_dev_macro_f1_during_training"] = trainer.state.best_metric
 
     data_files = [config.data.train, config.data.dev]
@@ -265,10 +295,11 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     shutil.rmtree(work, ignore_errors=True)
     # The accuracy guard: bf16 and int8 against this fp32 forward on dev, recorded in the metadata;
     # scoring then refuses a backend whose decisions stray (backends.check_guard).
-    from .backends import guard, record_guard
+    from .backends import guard, native_rounding_backends, record_guard
 
     del backend
-    report = guard(out, [e.text for e in dev_ex], ("bf16", "int8"), t.eval_batch_size, reference=p_dev)
+    # Only the backends this CPU runs in hardware: an emulated bf16 would take minutes and never be used.
+    report = guard(out, [e.text for e in dev_ex], native_rounding_backends(), t.eval_batch_size, reference=p_dev)
     results["guard"] = record_guard(out, report, f"dev split, {len(dev_ex)} sentences")
     (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     return TrainResult(out, thresholds, results, seconds)
@@ -286,41 +317,20 @@ def training_device(args) -> str:
         name = torch.cuda.get_device_name(device)
         return f"{args.world_size} x {name}" if args.world_size > 1 else name
     if device.type == "cpu":
-        from .backends import cpu_name
-
         return cpu_name()
     return str(device)
 
 
-def reuse_freed_memory() -> bool:
-    """Make glibc keep large freed blocks for reuse instead of returning them to the system.
+def _encode_bottom(bottom, sequences, pad_id: int, bf16: bool, quiet: bool):
+    """The frozen bottom's output for every training and dev sentence, with a progress bar."""
+    from tqdm import tqdm
 
-    Every training step allocates gradients and activations of tens of MB (the word embeddings'
-    dense gradient alone: vocabulary x hidden floats); above glibc's mmap threshold (32 MB at
-    most) each is a fresh mapping whose pages fault in one by one as they are zeroed.  Measured on
-    the camembert-base-shaped model, batch 16, bf16 autocast, 2-core Xeon: 1.17 s -> 0.83 s per
-    step (``aten::fill_`` fell from 0.29 s to nothing).  The memory stays with the process, which
-    reuses it every step; scoring gives it back (``release_free_memory``).  Returns False where
-    there is no glibc (nothing changes)."""
-    from .inference import glibc
-
-    lib = glibc()
-    if lib is None:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(lib.mallopt(m_mmap_threshold, 1 << 30) and lib.mallopt(m_trim_threshold, 4 << 30))
-
-
-def bf16_arguments(bf16: bool) -> dict:
-    """TrainingArguments for bf16 mixed precision: on a machine without a GPU the Trainer refuses
-    ``bf16`` unless told to train on the CPU, where it then runs under CPU autocast (AMX /
-    AVX-512 BF16 kernels).  Nothing changes when ``bf16`` is off."""
-    if not bf16:
-        return {"bf16": False}
-    import torch
-
-    accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    return {"bf16": True} if accelerator else {"bf16": True, "use_cpu": True}
+    started = time.time()
+    with tqdm(total=len(sequences), desc=f"frozen layers 1-{bottom.k}", unit="sentence", disable=quiet) as bar:
+        cache = bottom.encode(sequences, pad_id, bf16=bf16, progress=bar.update)
+    log.info("the frozen embeddings and %d layers ran once over %d sentences in %.1f s", bottom.k, len(sequences),
+             time.time() - started)
+    return cache
 
 
 def _collator(tokenizer):
@@ -329,7 +339,7 @@ def _collator(tokenizer):
     base = DataCollatorWithPadding(tokenizer)
 
     def collate(features):
-        features = [{k: v for k, v in f.items() if k != "length"} for f in features]
+        features = [{k: v for k, v in f.items() if k not in ("length", "row")} for f in features]
         batch = base(features)
         batch["labels"] = batch["labels"].float()
         return batch
