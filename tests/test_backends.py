@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from diplostance import StanceClassifier
-from diplostance.backends import BACKENDS, load_backend
+from diplostance.backends import BACKENDS, load_backend, runs_natively
+from diplostance.hardware import cpu_name, cuda_available
 from diplostance.cli import main
 
 from conftest import ROOT
@@ -25,6 +26,8 @@ def exported(tiny_model):
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "transformers"])
 def test_backend_matches_the_transformers_forward(exported, backend):
+    if not runs_natively(backend):
+        pytest.skip(f"{backend} does not run natively on this machine ({cpu_name()}; GPU: {cuda_available()})")
     ref, ref_windows = StanceClassifier.load(exported, backend="transformers").predict_proba(SENTENCES)
     # (the tiny model's probabilities sit on its thresholds, so its guard refuses bf16 and int8:
     # the probabilities, not the decisions, are what this test compares)

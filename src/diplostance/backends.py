@@ -29,41 +29,111 @@ import warnings
 from pathlib import Path
 
 from .errors import DiplostanceError
-from .inference import Backend, TorchBackend, release_free_memory
+from .hardware import cpu_name, device_name, release_free_memory
+from .inference import Backend, TorchBackend
 
-BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "transformers")
+BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "transformers", "cuda-fp32", "cuda-bf16", "cuda-fp16")
 #: A fast backend whose label decisions agree with fp32 less often than this is not fit to use.
 GUARD_MIN_AGREEMENT = 0.995
 #: The backends that round (bf16 products, int8 quantisation): checked against fp32 before use.
-GUARDED = ("bf16", "int8", "onnx-int8")
+GUARDED = ("bf16", "int8", "onnx-int8", "cuda-bf16", "cuda-fp16")
 #: The implementation of each rounding backend, recorded with its guard result: a record made by
 #: another one no longer says how the backend does, and is treated as no record.  int8 2: the
 #: activations quantised per token (1: one scale per batch and layer input).
-REVISIONS = {"bf16": 1, "int8": 2, "onnx-int8": 1}
+REVISIONS = {"bf16": 1, "int8": 2, "onnx-int8": 1, "cuda-bf16": 1, "cuda-fp16": 1}
 
 
 class GuardError(DiplostanceError, ValueError):
     """A backend whose label decisions, on this model, strayed too far from fp32."""
 
 
-def cpu_name() -> str:
-    """This CPU's model name and the instruction sets that decide which kernels run."""
-    import platform
-
-    try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-        flags = next(line for line in info if line.startswith("flags")).split()
-        found = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
-        return f"{name} ({', '.join(found)})"
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
+#: Fastest first, for ``auto``: on a CPU, int8 products beat bf16 ones, which beat fp32 where the
+#: hardware has them (evaluate/benchmarks/); on a GPU, half precision beats fp32.
+CPU_SPEED_ORDER = ("int8", "bf16", "fp32")
+CUDA_SPEED_ORDER = ("cuda-bf16", "cuda-fp16", "cuda-fp32")
 
 
-def load_backend(name: str, model_dir: str | Path, model=None, threads: int | None = None) -> Backend:
+def runs_natively(name: str) -> bool:
+    """Whether this machine runs backend ``name`` with its own kernels, not emulated: ``bf16``
+    needs AVX512-BF16 or AMX (emulated bf16 is several times slower than fp32), ``int8`` needs
+    oneDNN's VNNI/AMX kernels or PyTorch's FBGEMM ones (x86 with AVX2), the ``cuda-*`` ones a GPU
+    (``cuda-bf16``: with bf16), ``onnx*`` the onnxruntime package."""
+    from . import hardware
+
+    if name in ("fp32", "transformers"):
+        return True
+    if name.startswith("cuda-"):
+        return hardware.cuda_bf16() if name == "cuda-bf16" else hardware.cuda_available()
+    if name.startswith("onnx"):
+        import importlib.util
+
+        return importlib.util.find_spec("onnxruntime") is not None
+    from . import onednn
+
+    if name == "bf16":
+        return onednn.bf16_supported()
+    if name == "int8":
+        import torch
+
+        return onednn.int8_supported() or "fbgemm" in torch.backends.quantized.supported_engines
+    return False
+
+
+def native_rounding_backends() -> tuple[str, ...]:
+    """The rounding CPU backends this machine runs natively: what training's guard measures."""
+    return tuple(name for name in ("bf16", "int8") if runs_natively(name))
+
+
+def guarded_here(model_dir: str | Path) -> tuple[str, ...]:
+    """What ``diplostance guard`` measures by default: :func:`native_rounding_backends`,
+    ``onnx-int8`` when the model has its export and onnxruntime is installed, and the GPU's half
+    precisions when there is a GPU."""
+    names = list(native_rounding_backends())
+    if (Path(model_dir) / "model.int8.onnx").exists() and runs_natively("onnx-int8"):
+        names.append("onnx-int8")
+    names += [b for b in ("cuda-bf16", "cuda-fp16") if runs_natively(b)]
+    return tuple(names)
+
+
+def choose_backend(meta, device: str = "cpu") -> tuple[str, str]:
+    """``auto``: the fastest backend (:data:`CPU_SPEED_ORDER`, :data:`CUDA_SPEED_ORDER`) that this
+    machine runs natively and that passed the model's accuracy guard on this kind of CPU (or this
+    GPU), else exact fp32.  Returns the backend and why, in words for the run's summary."""
+    from . import hardware
+
+    entries = (meta.metrics.get("guard") or {}).get("backends") or {}
+    here = hardware.device_name(device)
+    order = CUDA_SPEED_ORDER if device == "cuda" else CPU_SPEED_ORDER
+    passed_elsewhere = []
+    for name in order[:-1]:
+        entry = entries.get(name)
+        if not runs_natively(name) or entry is None or entry.get("revision", 1) != REVISIONS.get(name, 1):
+            continue
+        if not entry.get("ok"):
+            continue
+        if not hardware.same_kind(entry.get("cpu", ""), here):
+            passed_elsewhere.append(name)
+            continue
+        return name, (f"auto: {name}, the fastest backend that passed this model's accuracy guard on this "
+                      f"{'GPU' if device == 'cuda' else 'CPU'} ({100 * entry['agreement']:.2f}% of decisions equal fp32's)")
+    why = f"auto: {order[-1]}, exact"
+    if passed_elsewhere:
+        why += (f" ({', '.join(passed_elsewhere)} passed the accuracy guard on another kind of CPU, not this one; "
+                f"'diplostance guard MODEL' checks it here)")
+    return order[-1], why
+
+
+def load_backend(name: str, model_dir: str | Path, model=None, threads: int | None = None,
+                 device: str = "cpu") -> Backend:
     """A backend for ``model_dir``; ``model`` (already loaded, fp32) is reused by torch backends."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
+    if name.startswith("cuda-") or device == "cuda":
+        return _load_cuda(name, model_dir, model)
+    if name == "bf16" and not runs_natively("bf16"):
+        raise DiplostanceError(f"backend bf16: this CPU, {cpu_name()}, has no native bf16 (AVX512-BF16 or AMX); "
+                               "PyTorch would emulate it, several times slower than fp32. Use --backend auto "
+                               "(the fastest one this CPU runs natively) or fp32")
     if name.startswith("onnx"):
         from .exporters.onnx import OnnxBackend
 
@@ -106,6 +176,25 @@ def load_backend(name: str, model_dir: str | Path, model=None, threads: int | No
     del model
     release_free_memory()  # the replaced layers' memory, held by the C heap otherwise
     return backend
+
+
+def _load_cuda(name: str, model_dir: str | Path, model=None) -> Backend:
+    """The transformers forward on the GPU: ``cuda-fp32``, or in half precision (``cuda-bf16``,
+    ``cuda-fp16``), which the accuracy guard checks like the CPU's rounding backends."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from .hardware import resolve_device
+
+    resolve_device("cuda")  # a clear error without a GPU
+    if name in ("fp32", "transformers"):
+        name = "cuda-fp32"
+    if not name.startswith("cuda-"):
+        raise DiplostanceError(f"backend {name} runs on the CPU; on --device cuda use auto, cuda-fp32, cuda-bf16 "
+                               "or cuda-fp16")
+    dtype = {"cuda-fp32": torch.float32, "cuda-bf16": torch.bfloat16, "cuda-fp16": torch.float16}[name]
+    model = model if model is not None else AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    return TorchBackend(copy.deepcopy(model).to("cuda", dtype=dtype).eval(), name, device="cuda")
 
 
 def load_low_memory(model_dir: str | Path, dtype):
@@ -175,24 +264,28 @@ def guard(model_dir: str | Path, texts: list[str],
     ``error``.
     """
     import numpy as np
+    from transformers import AutoTokenizer
 
-    from .score import StanceClassifier
+    from .inference import predict_proba
+    from .modeling import read_meta
 
-    ref = reference
-    if ref is None:
-        ref_clf = StanceClassifier.load(model_dir, backend="transformers", batch_size=batch_size)
-        ref, _ = ref_clf.predict_proba(texts)
-        del ref_clf
+    meta = read_meta(model_dir)
+    thresholds = np.asarray(meta.thresholds, dtype=np.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+
+    def probabilities(name: str):
+        engine = load_backend(name, model_dir, device="cuda" if name.startswith("cuda-") else "cpu")
+        return predict_proba(engine, tokenizer, texts, meta.max_length, batch_size)[0]
+
+    ref = reference if reference is not None else probabilities("transformers")
+    ref_dec = ref >= thresholds
     report = {}
     for name in backends:
         try:
-            clf = StanceClassifier.load(model_dir, backend=name, batch_size=batch_size, allow_unguarded=True)
-        except (FileNotFoundError, ImportError) as exc:
+            probs = probabilities(name)
+        except (FileNotFoundError, ImportError, DiplostanceError) as exc:
             report[name] = {"error": str(exc)}
             continue
-        thresholds = clf.thresholds
-        ref_dec = ref >= thresholds
-        probs, _ = clf.predict_proba(texts)
         dec = probs >= thresholds
         agree = float((dec == ref_dec).mean())
         report[name] = {"max_abs_diff": float(np.abs(probs - ref).max()), "agreement": agree,
@@ -238,7 +331,8 @@ def record_guard(model_dir: str | Path, report: dict[str, dict], data: str) -> d
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for name, entry in report.items():
         if "error" not in entry:
-            entries[name] = {**entry, "data": data, "cpu": cpu_name(), "measured": when,
+            cpu = device_name("cuda" if name.startswith("cuda-") else "cpu")
+            entries[name] = {**entry, "data": data, "cpu": cpu, "measured": when,
                              "revision": REVISIONS.get(name, 1)}
     record.update({"min_agreement": GUARD_MIN_AGREEMENT, "backends": entries})
     meta.metrics["guard"] = record

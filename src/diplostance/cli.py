@@ -53,8 +53,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_model
 
     result = evaluate_model(a.model, split=a.split, data=a.data, out_dir=a.out, baseline=not a.no_baseline,
-                            backend=a.backend, allow_unguarded=a.allow_unguarded)
+                            backend=a.backend, allow_unguarded=a.allow_unguarded, device=a.device)
     print(result.summary())
+    print(f"backend: {result.metrics.get('backend_reason') or result.metrics.get('backend')}")
     print(f"reports written to {result.out_dir}")
     return 0
 
@@ -62,8 +63,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_guard(a: argparse.Namespace) -> int:
     from .backends import GUARD_MIN_AGREEMENT, check_model
 
-    report, what = check_model(a.model, split=a.split, data=a.data,
-                               backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()))
+    from .backends import guarded_here
+
+    wanted = guarded_here(a.model) if a.backends == "auto" else tuple(b.strip() for b in a.backends.split(",")
+                                                                       if b.strip())
+    report, what = check_model(a.model, split=a.split, data=a.data, backends=wanted)
     print(f"accuracy guard of {a.model} on {what}: label decisions agreeing with fp32 "
           f"(at least {100 * GUARD_MIN_AGREEMENT:.1f}% to be used)")
     for name, entry in report.items():
@@ -214,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="test", choices=["train", "dev", "test"])
     g.add_argument("--data", help="a labelled JSONL file instead of a split")
     e.add_argument("--out", help="report folder (default evaluate/<model name>)")
-    e.add_argument("--backend", default="fp32", help="scoring backend (see 'score --help')")
+    e.add_argument("--backend", default="auto",
+                   help="scoring backend (see 'score --help'; default auto: the fastest that passed the model's "
+                        "accuracy guard here)")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto (default: a GPU when PyTorch sees one), cpu or cuda")
     e.add_argument("--allow-unguarded", action="store_true",
                    help="evaluate --backend even where the model's accuracy guard refuses it")
     e.add_argument("--no-baseline", action="store_true", help="do not train and show the TF-IDF baseline")
@@ -233,8 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     gg.add_argument("--split", default="dev", choices=["train", "dev", "test"],
                     help="the model's split to check on (default dev, as at training)")
     gg.add_argument("--data", help="a labelled JSONL file (like the corpus splits) instead of a split")
-    gd.add_argument("--backends", default="bf16,int8,onnx-int8",
-                    help="comma-separated (default bf16,int8,onnx-int8; onnx-int8 needs 'diplostance export')")
+    gd.add_argument("--backends", default="auto",
+                    help="comma-separated, e.g. bf16,int8,onnx-int8,cuda-bf16 (default auto: the rounding backends "
+                         "this machine runs natively, onnx-int8 when the model is exported, the GPU's when there is "
+                         "one)")
     gd.set_defaults(func=cmd_guard)
 
     s = sub.add_parser("score", help="label every sentence of readouts")

@@ -29,12 +29,13 @@ def run_demo(force_train: bool = False, recipe: str = RECIPE, samples: str = SAM
         print(f"training {config.name} ({recipe}) into {model_dir} ({'resuming' if resume else 'from scratch'})",
               file=sys.stderr)
         result = train(config, resume=resume, force=force_train or not resume)
-        print(f"trained in {result.seconds:.0f} s; dev macro-F1 {result.metrics['dev']['macro_f1']:.3f}",
-              file=sys.stderr)
+        m = result.metrics
+        print(f"trained in {result.seconds:.0f} s ({m['train_steps']} steps, {m['seconds_per_step']:.2f} s per step, "
+              f"{m['precision']} on {m['train_device']}); dev macro-F1 {m['dev']['macro_f1']:.3f}", file=sys.stderr)
     out.mkdir(exist_ok=True)
     args = argparse.Namespace(
         model=str(model_dir), inputs=[samples], out=str(out / "samples.jsonl"), html=str(out / "html"),
-        summary=str(out / "summary.json"), batch_size=32, backend="fp32", allow_unguarded=False, threads=0,
+        summary=str(out / "summary.json"), batch_size=32, backend="auto", device="auto", allow_unguarded=False, threads=0,
         splitter="default",
         id_field="id", text_field="text", resume=False, force=True, quiet=False)
     code = score_command(args)

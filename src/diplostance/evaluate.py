@@ -163,12 +163,13 @@ def _baseline_report(train_path: str, dev_path: str, examples: list[Example]) ->
 
 
 def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None = None,
-                   out_dir: str | Path | None = None, baseline: bool = True, backend: str = "fp32",
-                   allow_unguarded: bool = False) -> EvalResult:
-    """Evaluate a trained model directory; returns the metrics and writes the report."""
+                   out_dir: str | Path | None = None, baseline: bool = True, backend: str = "auto",
+                   allow_unguarded: bool = False, device: str = "auto") -> EvalResult:
+    """Evaluate a trained model directory; returns the metrics and writes the report.  ``backend``
+    ``auto``: the fastest one that passed the model's accuracy guard here (the report names it)."""
     from .score import StanceClassifier
 
-    clf = StanceClassifier.load(model_dir, backend=backend, allow_unguarded=allow_unguarded)
+    clf = StanceClassifier.load(model_dir, backend=backend, allow_unguarded=allow_unguarded, device=device)
     data_cfg = clf.meta.config.get("data", {})
     path = data or data_cfg.get(split)
     if not path:
@@ -181,7 +182,7 @@ def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None 
     name = Path(model_dir).resolve().name
     out = Path(out_dir) if out_dir else Path("evaluate") / name
     return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
-                        {"model_path": str(model_dir), "backend": backend,
+                        {"model_path": str(model_dir), "backend": clf.backend.name, "backend_reason": clf.backend_reason,
                          "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"})
 
 

@@ -67,18 +67,28 @@ class StanceClassifier:
         self.batch_size = batch_size
         self.thresholds = np.asarray(meta.thresholds, dtype=np.float32)
         self.failures: list[ReadFailure] = []
+        self.backend_reason = getattr(backend, "name", "")
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "fp32", splitter: str | Splitter = "default",
+    def load(cls, path: str | Path, backend: str = "auto", splitter: str | Splitter = "default",
              batch_size: int = 32, threads: int | None = None,
-             allow_unguarded: bool = False) -> "StanceClassifier":
-        """``backend``: see :mod:`diplostance.backends`; one whose label decisions on this model
-        agreed with fp32 less often than the accuracy guard requires (the record in the model's
-        metadata) raises :class:`~diplostance.backends.GuardError` unless ``allow_unguarded``."""
-        from .backends import check_guard, load_backend
+             allow_unguarded: bool = False, device: str = "auto") -> "StanceClassifier":
+        """``backend``: see :mod:`diplostance.backends`; ``auto`` (the default) picks the fastest
+        one this machine runs natively and that passed the model's accuracy guard here (its name
+        and why: ``backend_reason``).  One whose label decisions on this model agreed with fp32 less
+        often than the accuracy guard requires (the record in the model's metadata) raises
+        :class:`~diplostance.backends.GuardError` unless ``allow_unguarded``.  ``device``:
+        ``auto`` (a GPU when PyTorch sees one), ``cpu`` or ``cuda``."""
+        from .backends import check_guard, choose_backend, load_backend
+        from .hardware import resolve_device
         from .modeling import read_meta
 
         meta = read_meta(path)  # validates the directory and its format version first
+        device = resolve_device(device)
+        if backend == "auto":
+            backend, reason = choose_backend(meta, device)
+        else:
+            reason = f"{backend}, as asked"
         check_guard(meta, backend, path, allow_unguarded)
         if threads:
             import torch
@@ -87,9 +97,11 @@ class StanceClassifier:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        engine = load_backend(backend, path, threads=threads)
+        engine = load_backend(backend, path, threads=threads, device=device)
         split = get_splitter(splitter) if isinstance(splitter, str) else splitter
-        return cls(path, meta, tokenizer, engine, split, batch_size)
+        clf = cls(path, meta, tokenizer, engine, split, batch_size)
+        clf.backend_reason = reason
+        return clf
 
     @property
     def name(self) -> str:
@@ -199,9 +211,13 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32,
                    help="sentences per batch of the transformers and onnx backends (fp32, bf16 and int8 fill "
                         "each batch with 2048 tokens)")
-    p.add_argument("--backend", default="fp32", choices=BACKENDS,
-                   help="fp32 (exact, default), bf16 or int8 (faster where the CPU has the kernels: see the README), "
-                        "onnx, onnx-int8 (after 'diplostance export'), transformers (the unchanged reference forward)")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="auto (default: the fastest backend this machine runs natively that passed the model's "
+                        "accuracy guard here), fp32 (exact), bf16 or int8 (faster where the CPU has the kernels: "
+                        "see the README), onnx, onnx-int8 (after 'diplostance export'), transformers (the unchanged "
+                        "reference forward), cuda-fp32, cuda-bf16, cuda-fp16 (on a GPU)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto (default: a GPU when PyTorch sees one), cpu or cuda")
     p.add_argument("--allow-unguarded", action="store_true",
                    help="use --backend even where the model's accuracy guard says its decisions stray from fp32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -247,7 +263,8 @@ def score_command(a: argparse.Namespace) -> int:
         print(f"diplostance: error: {exc}", file=sys.stderr)
         return 2
     clf = StanceClassifier.load(a.model, backend=a.backend, splitter=a.splitter, batch_size=a.batch_size,
-                                threads=a.threads or None, allow_unguarded=a.allow_unguarded)
+                                threads=a.threads or None, allow_unguarded=a.allow_unguarded,
+                                device=getattr(a, "device", "auto"))
     failures: list[ReadFailure] = []
     summaries: dict[str, dict] = {}
     html = None
@@ -300,7 +317,8 @@ def score_command(a: argparse.Namespace) -> int:
     finally:
         bar.close()
     if a.summary:
-        summary = {"model": clf.name, "model_path": str(a.model), "backend": a.backend,
+        summary = {"model": clf.name, "model_path": str(a.model), "backend": clf.backend.name,
+                   "backend_reason": clf.backend_reason,
                    "documents_scored": n_docs, "documents_skipped_resume": skipped,
                    "sentences": n_sent, "failures": [vars(f) for f in failures], "documents": summaries}
         Path(a.summary).parent.mkdir(parents=True, exist_ok=True)
@@ -310,8 +328,8 @@ def score_command(a: argparse.Namespace) -> int:
     if not a.quiet:
         seconds = max(time.time() - started, 1e-9)
         print(f"scored {n_docs} document(s), {n_sent} sentences in {seconds:.1f} s "
-              f"({n_sent / seconds:.0f} sentences/s); {len(failures)} failed; {skipped} skipped (resume)",
-              file=sys.stderr)
+              f"({n_sent / seconds:.0f} sentences/s) with backend {clf.backend.name}; {len(failures)} failed; "
+              f"{skipped} skipped (resume)\n  backend {clf.backend_reason}", file=sys.stderr)
     return 1 if failures else 0
 
 
