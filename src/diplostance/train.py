@@ -244,7 +244,9 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     last = _last_checkpoint(out / CHECKPOINTS) if resume else None
     reuse_freed_memory()
     trainer.train(resume_from_checkpoint=str(last) if last else None)
-    model = trainer.model
+    # Without accelerate's mixed-precision wrapper: the dev thresholds, the metrics and the guard's
+    # reference come from the model's own fp32 forward, as scoring computes it, not under autocast.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     if bottom is not None:
         bottom.restore()
     if not trainer.is_world_process_zero():
