@@ -152,7 +152,11 @@ class RowWriter:
             if resume:
                 for source in (self.path, self.partial):
                     if source.exists():
-                        rows, done = complete_documents(read_rows(source))
+                        try:
+                            rows, done = complete_documents(read_rows(source))
+                        except (KeyError, TypeError, ValueError) as exc:
+                            raise OutputError(f"{source}: not rows written by 'diplostance score' ({exc!r}), so "
+                                              f"nothing to resume from; use --force to replace it") from None
                         self._kept += [r for r in rows if r["doc_id"] not in self.done]
                         self.done |= done
                 if self.partial.exists() and self.record.exists():

@@ -317,8 +317,9 @@ def score_command(a: argparse.Namespace) -> int:
     try:
         clf = StanceClassifier.load(a.model, backend=a.backend, splitter=a.splitter, batch_size=a.batch_size,
                                     threads=a.threads or None, allow_unguarded=a.allow_unguarded)
+        # the backend that runs (what --backend resolved to), for --resume to compare
         writer.start({"model": clf.name, "model_version": clf.version, "model_path": str(a.model),
-                      "backend": a.backend})
+                      "backend": getattr(clf.backend, "name", None) or a.backend})
     except BaseException:
         writer.release()
         raise
