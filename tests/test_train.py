@@ -114,6 +114,11 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch)
         train(config, output=tmp_path / "m", quiet=True)
     monkeypatch.setattr(transformers, "Trainer", real_trainer)
     assert (tmp_path / "m" / "checkpoints").exists() and not (tmp_path / "m" / META_FILE).exists()
+    from diplostance.train import _last_checkpoint, checkpoint_problem
+
+    saved = sorted((tmp_path / "m" / "checkpoints").glob("checkpoint-*"))
+    assert saved and all(checkpoint_problem(c) is None for c in saved)  # a real checkpoint passes the check
+    assert _last_checkpoint(tmp_path / "m" / "checkpoints") == saved[-1]
     with pytest.raises(ModelDirError, match="did not finish.*--resume"):
         read_meta(tmp_path / "m")
     with pytest.raises(OutputExistsError, match="interrupted training run.*--resume"):

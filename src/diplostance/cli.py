@@ -38,10 +38,14 @@ def _fail(message: str, code: int = 2) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from .config import load_config
-    from .train import train
+    from .train import discard_failed_build, train
 
     config = load_config(a.config, a.set)
-    result = train(config, output=a.output, resume=a.resume, force=a.force, quiet=a.quiet)
+    try:
+        result = train(config, output=a.output, resume=a.resume, force=a.force, quiet=a.quiet)
+    except BaseException:
+        discard_failed_build(a.output or config.output)  # a replacement begun and failed; the old model stays
+        raise
     print(json.dumps({"output": str(result.output), "thresholds": result.thresholds,
                       "dev_macro_f1": result.metrics.get("dev", {}).get("macro_f1"),
                       "test_macro_f1": result.metrics.get("test", {}).get("macro_f1"),
@@ -53,7 +57,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_model
 
     result = evaluate_model(a.model, split=a.split, data=a.data, out_dir=a.out, baseline=not a.no_baseline,
-                            backend=a.backend, allow_unguarded=a.allow_unguarded, device=a.device)
+                            backend=a.backend, allow_unguarded=a.allow_unguarded, device=a.device,
+                            force=a.force)
     print(result.summary())
     print(f"backend: {result.metrics.get('backend_reason') or result.metrics.get('backend')}")
     print(f"reports written to {result.out_dir}")
@@ -84,7 +89,7 @@ def cmd_guard(a: argparse.Namespace) -> int:
 def cmd_baseline(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_baseline
 
-    result = evaluate_baseline(a.config, split=a.split, out_dir=a.out)
+    result = evaluate_baseline(a.config, split=a.split, out_dir=a.out, force=a.force)
     print(result.summary())
     print(f"reports written to {result.out_dir}")
     return 0
@@ -226,12 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--allow-unguarded", action="store_true",
                    help="evaluate --backend even where the model's accuracy guard refuses it")
     e.add_argument("--no-baseline", action="store_true", help="do not train and show the TF-IDF baseline")
+    e.add_argument("--force", action="store_true", help="replace a report already in the folder")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("baseline", help="TF-IDF + logistic regression baseline, evaluated like a model")
     b.add_argument("--config", default="training/offline.toml", help="recipe whose data paths to use")
     b.add_argument("--split", default="test", choices=["dev", "test"])
     b.add_argument("--out", help="report folder (default evaluate/baseline)")
+    b.add_argument("--force", action="store_true", help="replace a report already in the folder")
     b.set_defaults(func=cmd_baseline)
 
     gd = sub.add_parser("guard", help="check the fast backends against fp32 on a model's sentences; record the result "
@@ -297,7 +304,30 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--retrain", action="store_true", help="train again even if the model exists")
     m.add_argument("--recipe", default=RECIPE, help=f"the recipe whose model scores the samples (default {RECIPE})")
     m.set_defaults(func=cmd_demo)
+    _add_verbose(p)
     return p
+
+
+def _add_verbose(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--verbose`` before or after the verb (``diplostance --verbose score ...`` or
+    ``diplostance score ... --verbose``), on every parser that has not one already."""
+    if "--verbose" not in parser._option_string_actions:
+        parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="on an error, show the traceback too")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbose(sub, top=False)
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError the commands did not word themselves (read-only or full disk,
+    a folder where a file was expected, ...): the path, then what the system said."""
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}" if where else what
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,10 +335,26 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import DiplostanceError
 
+    verbose = getattr(args, "verbose", False)
     try:
         return args.func(args)
-    except (DiplostanceError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+    except BrokenPipeError:
+        # The reader went away (``diplostance score M docs | head -1``): stop quietly, as other
+        # command-line tools do; the interpreter's last flush of stdout must not complain either.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
+    except (DiplostanceError, OSError) as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, DiplostanceError) or exc.strerror is None:
+            return _fail(str(exc))  # worded for a person already
+        return _fail(_os_error(exc) + ("" if verbose else " (--verbose shows where it happened)"))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 

@@ -13,3 +13,8 @@ from __future__ import annotations
 class DiplostanceError(Exception):
     """A problem with what the user gave (file, field, value); the message says what was expected,
     what came, and the fix."""
+
+
+class OutputExistsError(DiplostanceError, FileExistsError):
+    """An output is there already (or another run is writing it) and was left untouched; the
+    message says which option replaces or continues it."""

@@ -162,13 +162,32 @@ def _baseline_report(train_path: str, dev_path: str, examples: list[Example]) ->
     return metrics.multilabel_report(y, metrics.decide(probs, base.thresholds))
 
 
+REPORT_FILES = ("metrics.json", "report.md", "errors.jsonl")
+
+
+def check_report_folder(out: Path, force: bool) -> None:
+    """Refuse to write over an earlier report (the committed ones in ``evaluate/`` among them)
+    unless ``force``; checked before anything is computed."""
+    from .errors import OutputExistsError
+
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: is a file; the report needs a folder (--out DIR)")
+    there = [name for name in REPORT_FILES if (out / name).exists()]
+    if there and not force:
+        raise OutputExistsError(f"{out}: holds a report already ({', '.join(there)}); use --force to replace it, "
+                                f"or --out to write this one elsewhere")
+
+
 def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None = None,
                    out_dir: str | Path | None = None, baseline: bool = True, backend: str = "auto",
-                   allow_unguarded: bool = False, device: str = "auto") -> EvalResult:
-    """Evaluate a trained model directory; returns the metrics and writes the report.  ``backend``
-    ``auto``: the fastest one that passed the model's accuracy guard here (the report names it)."""
+                   allow_unguarded: bool = False, device: str = "auto", force: bool = False) -> EvalResult:
+    """Evaluate a trained model directory; returns the metrics and writes the report (into a
+    folder that holds none yet, unless ``force``).  ``backend`` ``auto``: the fastest one that
+    passed the model's accuracy guard here (the report names it)."""
     from .score import StanceClassifier
 
+    out = Path(out_dir) if out_dir else Path("evaluate") / Path(model_dir).resolve().name
+    check_report_folder(out, force)
     clf = StanceClassifier.load(model_dir, backend=backend, allow_unguarded=allow_unguarded, device=device)
     data_cfg = clf.meta.config.get("data", {})
     path = data or data_cfg.get(split)
@@ -180,21 +199,21 @@ def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None 
     if baseline and data_cfg.get("train") and Path(data_cfg["train"]).exists():
         base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples)
     name = Path(model_dir).resolve().name
-    out = Path(out_dir) if out_dir else Path("evaluate") / name
     return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
                         {"model_path": str(model_dir), "backend": clf.backend.name, "backend_reason": clf.backend_reason,
                          "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"})
 
 
 def evaluate_baseline(config_path: str | None = "training/offline.toml", split: str = "test",
-                      out_dir: str | Path | None = None) -> EvalResult:
+                      out_dir: str | Path | None = None, force: bool = False) -> EvalResult:
     """Train and evaluate the TF-IDF baseline on the data of a recipe."""
     from .baseline import TfidfBaseline
     from .config import load_config
 
+    out = Path(out_dir) if out_dir else Path("evaluate") / "baseline"
+    check_report_folder(out, force)
     cfg = load_config(config_path)
     base = TfidfBaseline().fit(load_examples(cfg.data.train), load_examples(cfg.data.dev))
     examples = load_examples(getattr(cfg.data, split))
     probs = base.predict_proba([e.text for e in examples])
-    out = Path(out_dir) if out_dir else Path("evaluate") / "baseline"
     return write_report(out, "baseline", split, examples, probs, base.thresholds)

@@ -1,9 +1,17 @@
-"""Writing sentence rows: JSONL, CSV or Parquet, atomically, resumable.
+"""Writing sentence rows: JSONL, CSV or Parquet, atomically, resumable, one writer at a time.
 
 Rows are appended, one document at a time, to a hidden ``.<name>.partial.jsonl`` beside the
 output and flushed; the final file is written and renamed into place only when every document
-is done.  ``resume`` keeps the complete documents of an earlier partial (or finished) output
-and skips them.
+is done, so an existing output stays whole until its replacement is (``--force``).  ``resume``
+keeps the complete documents of an earlier partial (or finished) output and skips them.
+
+Beside the output, while a run writes it:
+
+- ``.<name>.lock`` holds the writing process's id under an exclusive ``flock``: a second run on
+  the same output refuses, naming it (the lock goes with the process, even on ``kill -9``);
+- ``.<name>.partial.run.json`` records what produces the rows (model, model version, model path,
+  backend), so that ``--resume`` with another model or backend refuses instead of mixing two
+  models' rows in one file.  The rows themselves carry ``model`` and ``model_version`` too.
 """
 from __future__ import annotations
 
@@ -12,7 +20,18 @@ import json
 import os
 from pathlib import Path
 
+from .errors import DiplostanceError, OutputExistsError
 from .labels import LABELS
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (two runs on one output are then the user's to avoid)
+    fcntl = None
+
+
+class OutputError(DiplostanceError, ValueError):
+    """An output that cannot be written as asked (unknown format, a collision, rows of another
+    model to resume); nothing was written."""
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 COLUMNS = ["doc_id", "sentence_index", "n_sentences", "start", "end", "text", "labels", "primary",
@@ -22,7 +41,7 @@ COLUMNS = ["doc_id", "sentence_index", "n_sentences", "start", "end", "text", "l
 def output_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"{path}: unknown output format {suffix or '(no extension)'!r}; "
+        raise OutputError(f"{path}: unknown output format {suffix or '(no extension)'!r}; "
                          f"expected one of {sorted(FORMATS)}")
     return FORMATS[suffix]
 
@@ -66,47 +85,194 @@ def complete_documents(rows: list[dict]) -> tuple[list[dict], set[str]]:
     return [r for r in rows if r["doc_id"] in done], done
 
 
+def _lock(path: Path) -> tuple[Path, int | None]:
+    """Take the exclusive lock of output ``path`` (``.<name>.lock`` beside it) or refuse, naming
+    the process that holds it."""
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return lock, None
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputExistsError(f"{path}: another diplostance run (pid {holder}) is writing this output "
+                                        f"now; wait for it to finish, or choose another --out") from None
+            try:  # its holder may have removed the file between our open and flock: lock the new one
+                if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        return lock, fd
+    except OSError as exc:
+        if isinstance(exc, OutputExistsError):
+            raise
+        raise OutputError(f"{path}: cannot write the output here: {exc.strerror or exc} "
+                          f"({exc.filename or path.parent})") from exc
+
+
+def describe_run(run: dict) -> str:
+    return (f"model {run.get('model') or '?'} (version {run.get('model_version') or '?'})"
+            + (f", backend {run['backend']}" if run.get("backend") else ""))
+
+
 class RowWriter:
-    """Collects rows for ``path`` (or streams JSONL to ``stream`` when ``path`` is None)."""
+    """Collects rows for ``path`` (or streams JSONL to ``stream`` when ``path`` is None).
+
+    Creating it checks everything and takes the output's lock, but writes nothing: the caller
+    loads its model, then :meth:`start` opens the partial file (checking that resumed rows come
+    from the same model and backend).  :meth:`close` puts the finished output in place;
+    :meth:`release` gives the output up unfinished (the partial stays, for ``--resume``).
+    """
 
     def __init__(self, path: str | Path | None, resume: bool = False, force: bool = False, stream=None):
         self.path = Path(path) if path else None
         self.stream = stream
         self.done: set[str] = set()
+        self.previous: dict = {}  # what produced the rows kept by --resume (run record and rows)
+        self._kept: list[dict] = []
+        self._file = None
+        self._lock_fd = None
         if self.path is None:
             return
         self.format = output_format(self.path)
+        if self.path.is_dir():
+            raise OutputError(f"{self.path}: is a folder; --out takes a file name (.jsonl, .csv or .parquet)")
         self.partial = self.path.with_name(f".{self.path.name}.partial.jsonl")
-        kept: list[dict] = []
-        if resume:
-            for source in (self.path, self.partial):
-                if source.exists():
-                    rows, done = complete_documents(read_rows(source))
-                    kept += [r for r in rows if r["doc_id"] not in self.done]
-                    self.done |= done
-        elif self.path.exists() and not force:
-            raise FileExistsError(f"{self.path}: output exists; use --resume to score only the documents it "
-                                  f"lacks, or --force to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.partial, "w", encoding="utf-8")
-        for row in kept:
-            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._file.flush()
+        self.record = self.path.with_name(f".{self.path.name}.partial.run.json")
+        self._lock_path, self._lock_fd = _lock(self.path)
+        try:
+            if resume:
+                for source in (self.path, self.partial):
+                    if source.exists():
+                        try:
+                            rows, done = complete_documents(read_rows(source))
+                        except (KeyError, TypeError, ValueError) as exc:
+                            raise OutputError(f"{source}: not rows written by 'diplostance score' ({exc!r}), so "
+                                              f"nothing to resume from; use --force to replace it") from None
+                        self._kept += [r for r in rows if r["doc_id"] not in self.done]
+                        self.done |= done
+                if self.partial.exists() and self.record.exists():
+                    try:
+                        record = json.loads(self.record.read_text(encoding="utf-8"))
+                    except (UnicodeDecodeError, ValueError):  # torn by a kill: the rows still say their model
+                        record = {}
+                    self.previous = record if isinstance(record, dict) else {}
+            elif not force:
+                if self.path.exists():
+                    raise OutputExistsError(f"{self.path}: output exists; use --resume to score only the documents "
+                                            f"it lacks, or --force to replace it")
+                if self.partial.exists():
+                    raise OutputExistsError(f"{self.path}: an interrupted run left its rows in {self.partial.name}; "
+                                            f"use --resume to continue it, or --force to start again")
+        except BaseException:
+            self.release()
+            raise
+
+    def start(self, run: dict | None = None) -> None:
+        """Open the partial file, once: the kept rows of ``--resume`` first (written to a
+        temporary file and renamed, so a kill now loses none), then the new rows as they come.
+        ``run`` (model, model_version, backend, ...) is recorded beside it; rows kept by
+        ``--resume`` from another model or backend refuse the run, naming both."""
+        if self.path is None or self._file is not None:
+            return
+        run = run or {}
+        self._check_same_run(run)
+        tmp = self.partial.with_name(self.partial.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in self._kept:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            os.replace(tmp, self.partial)
+            self.record.write_text(json.dumps(run, ensure_ascii=False), encoding="utf-8")
+            self._file = open(self.partial, "a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write the output here: {exc.strerror or exc} "
+                              f"({exc.filename or self.partial})") from exc
+        self._kept = []
+
+    def _check_same_run(self, run: dict) -> None:
+        keys = ("model", "model_version", "backend")
+        sources = [{k: self.previous.get(k) for k in keys}]
+        # the rows say which model wrote them, even without a run record (a finished output)
+        sources += [{"model": m, "model_version": v, "backend": self.previous.get("backend")}
+                    for m, v in sorted({(r.get("model"), r.get("model_version")) for r in self._kept}, key=str)]
+        for before in sources:
+            differs = [k for k in keys if before.get(k) and run.get(k) and before[k] != run[k]]
+            if differs:
+                raise OutputError(
+                    f"{self.path}: --resume would mix two models' rows in one file: the rows so far come from "
+                    f"{describe_run(before)}, this run uses {describe_run(run)} (they differ in {', '.join(differs)}). "
+                    f"Resume with the same model and --backend, or use --force to score every document again "
+                    f"with this one")
 
     def write_document(self, rows: list[dict]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         if self.path is None:
-            self.stream.write(text)
-            self.stream.flush()
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise OutputError(f"standard output: cannot write: {exc.strerror or exc}") from exc
             return
-        self._file.write(text)
-        self._file.flush()
+        self.start()
+        try:
+            self._file.write(text)
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.partial}: cannot write: {exc.strerror or exc}; the documents written so far "
+                              f"are kept: make room, then continue with --resume") from exc
+
+    def release(self) -> None:
+        """Give the output up unfinished: close the partial (kept for ``--resume``), drop the lock."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        if self._lock_fd is not None:
+            try:
+                os.unlink(self._lock_path)  # while still held: a waiting run then locks a fresh file
+            except OSError:
+                pass
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def discard(self) -> None:
+        """Give the output up and remove this run's partial: the existing output stays as it was."""
+        if self.path is None:
+            return
+        self.release()
+        for path in (self.partial, self.record):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Write the final file and rename it into place."""
         if self.path is None:
             return
+        self.start()
+        try:
+            self._close()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}; the rows are kept in "
+                              f"{self.partial.name}: make room, then run again with --resume") from exc
+        finally:
+            self.release()
+        self.record.unlink(missing_ok=True)
+
+    def _close(self) -> None:
         self._file.close()
+        self._file = None
         if self.format == "jsonl":
             os.replace(self.partial, self.path)
             return

@@ -199,6 +199,22 @@ def document_summary(records: list[SentenceRecord], top: int = 3) -> dict:
 
 # --------------------------------------------------------------------------- CLI
 
+def whole_number(minimum: int):
+    """An argparse ``type``: an int of at least ``minimum``, refused with a message that says so
+    (``--batch-size 0`` would otherwise end in a traceback deep in the batching)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
     from .backends import BACKENDS
 
@@ -208,7 +224,7 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output file: .jsonl, .csv or .parquet (default: JSONL on standard output)")
     p.add_argument("--html", metavar="DIR", help="write one HTML page per document and an index here")
     p.add_argument("--summary", metavar="FILE", help="write a per-document summary (JSON) here")
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--batch-size", type=whole_number(1), default=32,
                    help="sentences per batch of the transformers and onnx backends (fp32, bf16 and int8 fill "
                         "each batch with 2048 tokens)")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
@@ -220,7 +236,7 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto (default: a GPU when PyTorch sees one), cpu or cuda")
     p.add_argument("--allow-unguarded", action="store_true",
                    help="use --backend even where the model's accuracy guard says its decisions stray from fp32")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=whole_number(0), default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--splitter", default="default", help="sentence splitter (default, punkt, regex, ...)")
     p.add_argument("--id-field", default="id", help="id column of .jsonl/.csv inputs")
     p.add_argument("--text-field", default="text", help="text column of .jsonl/.csv inputs")
@@ -241,11 +257,67 @@ def _input_files(inputs: list[str]) -> set[Path]:
 
 
 def _check_not_input(target: str | None, inputs: set[Path], what: str) -> None:
+    from .outputs import OutputError
+
     if not target:
         return
     resolved = Path(target).resolve()
     if resolved in inputs or (Path(target).is_dir() and any(resolved in p.parents for p in inputs)):
-        raise ValueError(f"{what} {target} is one of the inputs; refusing to write over an input")
+        raise OutputError(f"{what} {target} is one of the inputs; refusing to write over an input")
+
+
+def check_inputs(inputs: list[str]) -> None:
+    """Every input exists and is of a kind we read, checked before any output is touched: a
+    typo'd input must not end as an empty output written over a good one (``--force``)."""
+    from .documents import TABLE_SUFFIXES, TEXT_SUFFIXES
+    from .errors import DiplostanceError
+
+    known = sorted(TEXT_SUFFIXES | TABLE_SUFFIXES)
+    for item in inputs:
+        if item == "-":
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise DiplostanceError(f"{item}: no such file or folder (an input); nothing was scored and no output "
+                                   f"touched. Check the path")
+        if path.is_file() and path.suffix and path.suffix.lower() not in known:
+            raise DiplostanceError(f"{item}: unknown input format {path.suffix!r}; expected a folder, - (standard "
+                                   f"input), or a file ending in {', '.join(known)}")
+
+
+def check_outputs(a: argparse.Namespace) -> None:
+    """``--out``, ``--summary`` and ``--html``: none is an input or another of them, and none
+    already there is replaced without ``--force`` (``--out`` itself: :class:`RowWriter`)."""
+    from .errors import OutputExistsError
+    from .outputs import OutputError
+
+    inputs = _input_files(a.inputs)
+    for target, what in ((a.out, "--out"), (a.summary, "--summary"), (a.html, "--html")):
+        _check_not_input(target, inputs, what)
+    named = [(what, Path(t).resolve()) for t, what in ((a.out, "--out"), (a.summary, "--summary"),
+                                                       (a.html, "--html")) if t]
+    for i, (what, path) in enumerate(named):
+        for other, path2 in named[i + 1:]:
+            if path == path2:
+                raise OutputError(f"{what} and {other} are the same path ({path}); give each output its own")
+    if a.html:
+        html = Path(a.html)
+        for what, path in named:
+            if what != "--html" and html.resolve() in path.parents and path.suffix.lower() in (".html", ".htm"):
+                raise OutputError(f"{what} {path} is inside the --html folder, where the pages are written; "
+                                  f"choose another name or folder")
+        if html.exists() and not html.is_dir():
+            raise OutputError(f"--html {html}: is a file; --html takes a folder")
+        if html.is_dir() and any(html.iterdir()) and not a.force:
+            raise OutputExistsError(f"--html {html}: folder exists and is not empty; use --force to write over its "
+                                    f"pages (with --resume too, after an interrupted run), or choose another folder")
+    if a.summary:
+        summary = Path(a.summary)
+        if summary.is_dir():
+            raise OutputError(f"--summary {summary}: is a folder; --summary takes a file name (.json)")
+        if summary.exists() and not a.force:
+            raise OutputExistsError(f"--summary {summary}: file exists; use --force to replace it, or choose "
+                                    f"another file")
 
 
 def score_command(a: argparse.Namespace) -> int:
@@ -254,17 +326,20 @@ def score_command(a: argparse.Namespace) -> int:
 
     from .outputs import RowWriter
 
-    inputs = _input_files(a.inputs)
+    # Every check before any output is touched; then the lock on --out (nothing written yet).
+    check_inputs(a.inputs)
+    check_outputs(a)
+    writer = RowWriter(a.out, resume=a.resume, force=a.force, stream=sys.stdout)
     try:
-        for target, what in ((a.out, "--out"), (a.summary, "--summary"), (a.html, "--html")):
-            _check_not_input(target, inputs, what)
-        writer = RowWriter(a.out, resume=a.resume, force=a.force, stream=sys.stdout)
-    except (ValueError, FileExistsError) as exc:
-        print(f"diplostance: error: {exc}", file=sys.stderr)
-        return 2
-    clf = StanceClassifier.load(a.model, backend=a.backend, splitter=a.splitter, batch_size=a.batch_size,
-                                threads=a.threads or None, allow_unguarded=a.allow_unguarded,
-                                device=getattr(a, "device", "auto"))
+        clf = StanceClassifier.load(a.model, backend=a.backend, splitter=a.splitter, batch_size=a.batch_size,
+                                    threads=a.threads or None, allow_unguarded=a.allow_unguarded,
+                                    device=getattr(a, "device", "auto"))
+        # the backend that runs (what --backend resolved to), for --resume to compare
+        writer.start({"model": clf.name, "model_version": clf.version, "model_path": str(a.model),
+                      "backend": getattr(clf.backend, "name", None) or a.backend})
+    except BaseException:
+        writer.release()
+        raise
     failures: list[ReadFailure] = []
     summaries: dict[str, dict] = {}
     html = None
@@ -313,9 +388,14 @@ def score_command(a: argparse.Namespace) -> int:
         # documents whose text held no sentence at all (whitespace only is a read failure already)
         for doc in docs_by_id.values():
             failures.append(ReadFailure(doc.source, "no sentence found", doc.id))
-        writer.close()
+        if n_docs == 0 and not writer.done and a.out and Path(a.out).exists():
+            writer.discard()  # nothing scored (every input failed): an existing output is not emptied
+            print(f"diplostance: warning: no document scored; {a.out} kept as it was", file=sys.stderr)
+        else:
+            writer.close()
     finally:
         bar.close()
+        writer.release()
     if a.summary:
         summary = {"model": clf.name, "model_path": str(a.model), "backend": clf.backend.name,
                    "backend_reason": clf.backend_reason,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -16,7 +17,7 @@ import numpy as np
 
 from . import corpus, metrics
 from .config import ConfigError, RunConfig
-from .errors import DiplostanceError
+from .errors import DiplostanceError, OutputExistsError  # noqa: F401 (OutputExistsError: also importable from here)
 from .hardware import bf16_arguments, cpu_name, reuse_freed_memory, use_bf16
 from .labels import LABELS, to_vector
 from .modeling import META_FILE, ModelMeta, library_versions, load_base, write_meta
@@ -27,10 +28,6 @@ CHECKPOINTS = "checkpoints"
 WORK = "work"
 
 
-class OutputExistsError(DiplostanceError, FileExistsError):
-    pass
-
-
 @dataclass
 class TrainResult:
     output: Path
@@ -39,39 +36,152 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> None:
+def _prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> Path:
+    """Check ``out`` and return the folder to train into.
+
+    That is ``out`` itself, except when ``--force`` replaces an existing model (or an interrupted
+    run): then the new model is built in a hidden sibling (:func:`_build_dir`) and renamed over
+    ``out`` only once it is complete (:func:`_swap_into_place`), so the old model survives any
+    failure.  ``--force`` replaces only what training wrote (a folder holding ``diplostance.json``
+    or ``training_config.toml``) or an empty folder: never a folder of other files.
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is a file, not a model directory; choose another --output")
     saved = out / "training_config.toml"
     if out.exists() and any(out.iterdir()):
         complete = (out / META_FILE).exists()
-        if force and not resume:
-            shutil.rmtree(out)
-        elif resume:
+        if resume:
             if complete:
-                raise OutputExistsError(f"{out}: this run already finished; nothing to resume "
-                                        "(use --force to train again from scratch)")
+                build = _interrupted_build(out)
+                if build is None:
+                    raise OutputExistsError(f"{out}: this run already finished; nothing to resume "
+                                            "(use --force to train again from scratch)")
+                _check_same_config(build / "training_config.toml", config)
+                log.warning("%s: resuming the interrupted replacement of this model (built in %s); the model "
+                            "there now stays until the new one is complete", out, build)
+                return build
             if not saved.exists():
                 raise OutputExistsError(f"{out}: not a diplostance training run (no training_config.toml); "
                                         "nothing to resume")
-            from .config import load_config
-
-            before = load_config(saved).to_dict()
-            now = config.to_dict()
-            before.pop("output", None), now.pop("output", None)
-            if before != now:
-                diff = _first_difference(before, now)
-                raise ConfigError(f"--resume: the configuration differs from the interrupted run's ({diff}); "
-                                  f"resume with the same recipe, or use --force to start again")
-            return
+            _check_same_config(saved, config)
+            return out
+        elif force:
+            if not complete and not saved.exists():
+                raise OutputExistsError(
+                    f"{out}: --force replaces only a model directory (with {META_FILE}) or an interrupted "
+                    f"training run (with training_config.toml), and this folder has neither; its files are "
+                    f"kept. Choose another --output, or move its files away yourself")
+            _refuse_running_build(out)
+            build = _build_dir(out)
+            if build.exists():  # ours: left by an earlier failed call in this same process
+                shutil.rmtree(build)
+            build.mkdir()
+            (build / "training_config.toml").write_text(config.to_toml(), encoding="utf-8")
+            return build
         elif (out / CHECKPOINTS).exists() and not complete:
             raise OutputExistsError(f"{out}: an interrupted training run is here; continue it with --resume, "
                                     "or start again with --force")
         else:
-            raise OutputExistsError(f"{out}: output directory exists and is not empty; "
+            pending = _interrupted_build(out) if complete else None
+            hint = (f" (an interrupted replacement of it is in {pending}: continue it with --resume)"
+                    if pending else "")
+            raise OutputExistsError(f"{out}: output directory exists and is not empty{hint}; "
                                     "use --force to replace it or --output to choose another")
     elif resume:
         raise OutputExistsError(f"{out}: nothing to resume (the directory does not exist)")
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(config.to_toml(), encoding="utf-8")
+    return out
+
+
+def _check_same_config(saved: Path, config: RunConfig) -> None:
+    from .config import load_config
+
+    before = load_config(saved).to_dict()
+    now = config.to_dict()
+    before.pop("output", None), now.pop("output", None)
+    if before != now:
+        diff = _first_difference(before, now)
+        raise ConfigError(f"--resume: the configuration differs from the interrupted run's ({diff}); "
+                          f"resume with the same recipe, or use --force to start again")
+
+
+def _run_id() -> int:
+    """The process that owns a build folder: this one, or under a distributed launcher (torchrun,
+    accelerate: ``LOCAL_RANK`` is set) the launcher, so that every rank builds in the same folder."""
+    return os.getppid() if "LOCAL_RANK" in os.environ else os.getpid()
+
+
+def _build_dir(out: Path, run_id: int | None = None) -> Path:
+    """The hidden sibling a replacement of ``out`` is built in: ``.<name>.training-<pid>``."""
+    out = out.absolute()
+    return out.with_name(f".{out.name}.training-{_run_id() if run_id is None else run_id}")
+
+
+def _builds(out: Path) -> list[tuple[int, Path]]:
+    """Replacements of ``out`` being built or left by an interrupted run: (pid, folder), oldest first."""
+    out = out.absolute()
+    found = []
+    for path in out.parent.glob(f".{out.name}.training-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        try:
+            if pid.isdigit() and path.is_dir() and (path / "training_config.toml").exists():
+                found.append((path.stat().st_mtime, int(pid), path))
+        except OSError:  # removed meanwhile by the run that owned it
+            continue
+    return [(pid, path) for _, pid, path in sorted(found)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _interrupted_build(out: Path) -> Path | None:
+    """The newest replacement of ``out`` whose run ended before it was complete and that has
+    checkpoints to resume from, or None."""
+    builds = [p for pid, p in _builds(out) if (pid == _run_id() or not _alive(pid)) and (p / CHECKPOINTS).exists()]
+    return builds[-1] if builds else None
+
+
+def _refuse_running_build(out: Path) -> None:
+    for pid, path in _builds(out):
+        if pid != _run_id() and _alive(pid):
+            raise OutputExistsError(f"{out}: another training run (pid {pid}) is building a replacement of it in "
+                                    f"{path}; wait for it to finish, or stop it first")
+
+
+def discard_failed_build(out: str | Path) -> None:
+    """After a run that failed: remove the folder this process was building a replacement of
+    ``out`` in, when it holds no checkpoint to resume from (``out`` itself is never touched)."""
+    build = _build_dir(Path(out))
+    if build.is_dir() and not (build / CHECKPOINTS).exists():
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _swap_into_place(build: Path, out: Path) -> None:
+    """Put the complete model built in ``build`` at ``out``: the old folder is renamed aside, the
+    new one renamed in, and only then is the old one deleted, so that at no moment is neither
+    on disk (a crash between the two renames leaves the old one as ``.<name>.replaced-<pid>``).
+    Replacements left by earlier interrupted runs of the same output are superseded: removed."""
+    if build.absolute() == out.absolute():
+        return
+    old = out.absolute().with_name(f".{out.absolute().name}.replaced-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.rename(out, old)
+    os.rename(build, out)
+    shutil.rmtree(old, ignore_errors=True)
+    for pid, stale in _builds(out):
+        if not _alive(pid):
+            log.info("removing %s, an interrupted replacement of %s superseded by this run", stale, out)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
@@ -148,7 +258,7 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     # Read and validate all data before touching the output directory.
     train_ex = load_split(config, "train", config.data.limit)
     dev_ex = load_split(config, "dev")
-    _prepare_output(out, config, resume, force)
+    final, out = out, _prepare_output(out, config, resume, force)  # out: where to build (see _prepare_output)
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     if quiet:
@@ -304,7 +414,8 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
     report = guard(out, [e.text for e in dev_ex], native_rounding_backends(), t.eval_batch_size, reference=p_dev)
     results["guard"] = record_guard(out, report, f"dev split, {len(dev_ex)} sentences")
     (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-    return TrainResult(out, thresholds, results, seconds)
+    _swap_into_place(out, final)
+    return TrainResult(final, thresholds, results, seconds)
 
 
 def training_device(args) -> str:
@@ -357,7 +468,62 @@ def _extra_text(paths: list[str]) -> list[str]:
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that is whole (see :func:`checkpoint_problem`).  A run killed while
+    it saved leaves a truncated newest one; resuming from it would crash or load garbage, so the
+    one before it is used, with a warning that says which was skipped and why."""
     if not folder.exists():
         return None
-    ckpts = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[-1]))
-    return ckpts[-1] if ckpts else None
+    ckpts = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    for ckpt in reversed(ckpts):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        log.warning("%s: skipped, not a whole checkpoint (%s); resuming from the one before it", ckpt, problem)
+    if ckpts:
+        log.warning("%s: no whole checkpoint; training starts again from the beginning", folder)
+    return None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """What makes a Trainer checkpoint unusable, or None: ``trainer_state.json`` must parse, the
+    weights' safetensors header must parse and its tensors fit in the file, and the optimizer and
+    scheduler states must be there and not empty (torch files are not unpickled here)."""
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"trainer_state.json: {exc.strerror if isinstance(exc, OSError) else exc}"
+    weights = ckpt / "model.safetensors"
+    if weights.exists():
+        problem = _safetensors_problem(weights)
+        if problem:
+            return f"model.safetensors: {problem}"
+    elif not (ckpt / "pytorch_model.bin").exists():
+        return "no model.safetensors"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        path = ckpt / name
+        if not path.exists() or path.stat().st_size == 0:
+            return f"{name} missing or empty"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return "shorter than its header"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"header of {n} bytes in a file of {size}"
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return f"unreadable header ({exc})"
+    if not isinstance(header, dict):
+        return "unreadable header (not a JSON object)"
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets") or ()) == 2]
+    if ends and 8 + n + max(ends) > size:
+        return f"truncated: {size} bytes, its tensors need {8 + n + max(ends)}"
+    return None
