@@ -17,7 +17,7 @@ import numpy as np
 
 from . import corpus, metrics
 from .config import ConfigError, RunConfig
-from .errors import DiplostanceError, OutputExistsError  # noqa: F401 (OutputExistsError: also importable from here)
+from .errors import OutputExistsError  # noqa: F401 (also importable from here, its first home)
 from .hardware import bf16_arguments, cpu_name, reuse_freed_memory, use_bf16
 from .labels import LABELS, to_vector
 from .modeling import META_FILE, ModelMeta, library_versions, load_base, write_meta
