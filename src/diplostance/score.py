@@ -84,9 +84,9 @@ class StanceClassifier:
             import torch
 
             torch.set_num_threads(threads)
-        from transformers import AutoTokenizer
+        from .modeling import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = load_tokenizer(path)  # refuses one that reads French as <unk> only
         engine = load_backend(backend, path, threads=threads)
         split = get_splitter(splitter) if isinstance(splitter, str) else splitter
         return cls(path, meta, tokenizer, engine, split, batch_size)
