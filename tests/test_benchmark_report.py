@@ -80,3 +80,22 @@ def test_profile_section_splits_the_time_above_the_ceiling(bench):
     # 3.0 - 2.5 = 0.5 ms, the rest is attention, quantisation and Python (1 ms each)
     assert "**int8**: 3.50 ms per sentence above the ceiling (140% of the ceiling time)" in text
     assert "matrix products below their ceiling speed 14%" in text and "attention (scores, softmax, context) 29%" in text
+
+
+def test_without_avx512_3x_and_fp32_at_1_5x_are_enough(bench):
+    r = result(amx=False, best_per_s=48.0, fp32_per_s=24.0)  # 3.2x and 1.6x
+    r["tier"], r["caps"] = "avx2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    rows = target_rows(bench, r)
+    assert next(v for k, v in rows.items() if k.startswith("best guarded backend (int8) >= 3x")).endswith("| yes |")
+    assert next(v for k, v in rows.items() if k.startswith("exact fp32 >= 1.5x")).endswith("| yes |")
+    text = "\n".join(bench.targets(r))
+    assert "has AVX2 but no AVX-512" in text and "imitated: ONEDNN_MAX_CPU_ISA=AVX2" in text
+    r["base"]["rows"][2]["x_baseline"] = 2.9
+    assert next(v for k, v in target_rows(bench, r).items() if k.startswith("best guarded")).endswith("**no** |")
+
+
+def test_results_are_kept_under_the_date_and_cpu_kind(bench):
+    r = {"date": "2026-12-07T20:00:00+00:00", "cpu": "AMD EPYC (avx2, fma)", "tier": "avx2",
+         "caps": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    assert bench.run_name(r) == "2026-12-07-amd-epyc-avx2-imitated"
+    assert bench.run_name({**r, "caps": {}}) == "2026-12-07-amd-epyc-avx2"

@@ -73,10 +73,14 @@ def _mini_corpus(root, dev_text="Le Tchad appuie la médiation de l'Union africa
         (root / "documents").mkdir(parents=True, exist_ok=True)
         (root / "sentences").mkdir(parents=True, exist_ok=True)
         write(root / "documents" / f"{split}.jsonl", [{"id": f"d-{split}", "text": text}])
-        first = text.split(". ")[0].rstrip(".") + "."
-        write(root / "sentences" / f"{split}.jsonl", [{"id": f"d-{split}-0", "doc_id": f"d-{split}",
-                                                       "start": offset_shift, "end": len(first) + offset_shift,
-                                                       "text": first, "labels": ["support"]}])
+        rows, start = [], 0  # every sentence, so that the sentences cover the document
+        for i, sentence in enumerate(text.split(". ")):
+            sentence = sentence.rstrip(".") + "."
+            rows.append({"id": f"d-{split}-{i}", "doc_id": f"d-{split}", "start": start + offset_shift,
+                         "end": start + len(sentence) + offset_shift, "text": sentence,
+                         "labels": ["support"] if i == 0 else []})
+            start += len(sentence) + 1
+        write(root / "sentences" / f"{split}.jsonl", rows)
 
 
 def test_validator_finds_offsets_and_leakage(tmp_path):
@@ -133,3 +137,54 @@ def test_adjudication_for_an_unknown_sentence_is_refused(tmp_path):
     path.write_text(json.dumps(_authored_doc("a-001", "x", 1)), encoding="utf-8")
     with pytest.raises(CorpusError, match="no authored document has.*a-009-01"):
         build_corpus([path], tmp_path / "out", adjudicated={"a-009-01": ["support"]})
+
+
+def _problems(root) -> list[str]:
+    return [str(p) for p in check_corpus(root).problems]
+
+
+def _rewrite(path, change):
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    write(path, change(rows))
+
+
+def test_overlapping_and_uncovered_spans_are_problems(tmp_path):
+    _mini_corpus(tmp_path / "c")
+    train = tmp_path / "c" / "sentences" / "train.jsonl"
+
+    def overlap(rows):
+        rows[1]["start"] -= 5
+        doc = "La Chine salue les efforts du Kenya. Les entretiens ont duré deux heures."
+        rows[1]["text"] = doc[rows[1]["start"]:rows[1]["end"]]
+        return rows
+
+    _rewrite(train, overlap)
+    assert any("train.jsonl:2: sentence [32, 73) overlaps the previous sentence" in p
+               for p in _problems(tmp_path / "c")), _problems(tmp_path / "c")
+    _mini_corpus(tmp_path / "d")
+    _rewrite(tmp_path / "d" / "sentences" / "train.jsonl", lambda rows: rows[:1])
+    assert any("train.jsonl:1: text [36, 73) of document 'd-train' is in no sentence: 'Les entretiens" in p
+               for p in _problems(tmp_path / "d")), _problems(tmp_path / "d")
+
+
+def test_boolean_offsets_and_non_string_fields_are_problems(tmp_path):
+    _mini_corpus(tmp_path / "c")
+    test = tmp_path / "c" / "sentences" / "test.jsonl"
+    _rewrite(test, lambda rows: [{**rows[0], "start": False}])
+    assert any("test.jsonl:1: expected string id, doc_id and text and whole-number start and end, got start=False"
+               in p for p in _problems(tmp_path / "c"))
+    for field, value in (("text", 5), ("doc_id", ["d-test"]), ("id", {"x": 1})):
+        _mini_corpus(tmp_path / field)
+        _rewrite(tmp_path / field / "sentences" / "test.jsonl", lambda rows: [{**rows[0], field: value}])
+        problems = _problems(tmp_path / field)  # a problem, not a TypeError
+        assert any(f"got {field}={value!r}" in p for p in problems), problems
+
+
+def test_an_empty_corpus_is_a_problem(tmp_path):
+    for kind in ("documents", "sentences"):
+        (tmp_path / kind).mkdir()
+        for split in ("train", "dev", "test"):
+            (tmp_path / kind / f"{split}.jsonl").write_text("")
+    problems = _problems(tmp_path)
+    assert any("documents/train.jsonl: no documents" in p for p in problems), problems
+    assert any("sentences/test.jsonl: no sentences" in p for p in problems), problems

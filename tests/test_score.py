@@ -165,7 +165,11 @@ def test_resume_after_kill_gives_the_clean_output(tiny_model, tmp_path):
     partial = tmp_path / ".killed.jsonl.partial.jsonl"
     cmd = [sys.executable, "-m", "diplostance.cli", "score", str(tiny_model.output), str(folder), "--out", str(out),
            "--quiet", "--batch-size", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    import torch
+
+    # the same number of threads as this process (training set it): another reduction order
+    # changes the 6th decimal of some probabilities
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     deadline = time.time() + 120
     while time.time() < deadline:
         if partial.exists() and partial.read_text(encoding="utf-8").count("\n") > 100:

@@ -179,6 +179,54 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+#: The range each numeric recipe value must lie in: (key, lowest, highest, lowest allowed, highest
+#: allowed), None for no bound.  A value outside trains nothing useful and would otherwise pass
+#: silently (``training.epochs=-1`` wrote an untrained model as complete; ``data.limit=-5``
+#: trained on all but five sentences) or fail deep inside torch with a traceback.
+RANGES: list[tuple[str, float | None, float | None, bool, bool]] = [
+    ("model.max_length", 8, None, True, True),
+    ("model.vocab_size", 16, None, True, True),  # SentencePiece needs room past its special pieces
+    ("model.hidden_size", 1, None, True, True),
+    ("model.num_layers", 1, None, True, True),
+    ("model.num_heads", 1, None, True, True),
+    ("model.intermediate_size", 1, None, True, True),
+    ("model.dropout", 0, 1, True, False),
+    ("data.limit", 0, None, True, True),
+    ("pretrain.epochs", 0, None, True, True),
+    ("pretrain.learning_rate", 0, None, False, True),
+    ("pretrain.batch_size", 1, None, True, True),
+    ("pretrain.mlm_probability", 0, 1, False, False),
+    ("training.epochs", 0, None, False, True),
+    ("training.batch_size", 1, None, True, True),
+    ("training.eval_batch_size", 1, None, True, True),
+    ("training.learning_rate", 0, None, False, True),
+    ("training.weight_decay", 0, None, True, True),
+    ("training.warmup_ratio", 0, 1, True, False),
+    ("training.seed", 0, 2**32 - 1, True, True),  # numpy's seed range
+    ("training.early_stopping_patience", 0, None, True, True),
+    ("training.threads", 0, None, True, True),
+    ("training.eval_steps", 0, None, True, True),
+    ("training.logging_steps", 1, None, True, True),
+]
+
+
+def check_ranges(config: RunConfig) -> None:
+    """Refuse a numeric recipe value outside its range (:data:`RANGES`), or NaN / infinity,
+    with a message naming the key, the range and the value."""
+    import math
+
+    for key, low, high, low_ok, high_ok in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        wanted = " and ".join(part for part in (
+            "" if low is None else f"{'at least' if low_ok else 'above'} {low:g}",
+            "" if high is None else f"{'at most' if high_ok else 'below'} {high}") if part)
+        if (not math.isfinite(value) or (low is not None and (value < low if low_ok else value <= low))
+                or (high is not None and (value > high if high_ok else value >= high))):
+            raise ConfigError(f"{key}: expected a number {wanted}, got {value!r}; fix the recipe or the "
+                              f"--set {key}=... override")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a TOML recipe (or the defaults when ``path`` is None) and apply overrides."""
     data: dict[str, Any] = {}
@@ -198,8 +246,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"training.bf16: expected true, false or \"auto\", got {config.training.bf16!r}")
     if config.training.freeze_layers < 0:
         raise ConfigError(f"training.freeze_layers: expected 0 or more, got {config.training.freeze_layers}")
-    if config.model.max_length < 8:
-        raise ConfigError(f"model.max_length: expected at least 8, got {config.model.max_length}")
+    check_ranges(config)
     if config.model.hidden_size % config.model.num_heads:
         raise ConfigError(f"model.hidden_size ({config.model.hidden_size}) must be divisible by "
                           f"model.num_heads ({config.model.num_heads})")

@@ -311,6 +311,9 @@ def check_corpus(directory: str | Path, near_threshold: float = 0.5) -> CheckRep
                 doc_texts[ident] = (text, where)
         except CorpusError as exc:
             add(str(dpath), str(exc))
+        if dpath.exists() and not docs and not any(p.where.startswith(str(dpath)) for p in report.problems):
+            add(str(dpath), f"no documents (an empty {split} split); expected one JSON object per line "
+                            "with 'id' and 'text'")
         rows: list[dict] = []
         if spath.exists():
             try:
@@ -320,6 +323,13 @@ def check_corpus(directory: str | Path, near_threshold: float = 0.5) -> CheckRep
                     missing = [k for k in ("id", "doc_id", "start", "end", "text", "labels") if k not in row]
                     if missing:
                         add(where, f"missing field(s) {missing}")
+                        continue
+                    wrong = [f"{k}={row[k]!r}" for k in ("id", "doc_id", "text") if not isinstance(row[k], str)]
+                    wrong += [f"{k}={row[k]!r}" for k in ("start", "end")
+                              if isinstance(row[k], bool) or not isinstance(row[k], int)]
+                    if wrong:
+                        add(where, f"expected string id, doc_id and text and whole-number start and end, "
+                                   f"got {', '.join(wrong)}")
                         continue
                     try:
                         check_labels(row["labels"])
@@ -343,6 +353,9 @@ def check_corpus(directory: str | Path, near_threshold: float = 0.5) -> CheckRep
                     all_rows.append((split, row))
             except CorpusError as exc:
                 add(str(spath), str(exc))
+            if not rows and not any(p.where.startswith(str(spath)) for p in report.problems):
+                add(str(spath), f"no sentences (an empty {split} split)")
+            check_coverage(docs, rows, add, {ident: doc_texts[ident][1] for ident in docs})
         report.stats[split] = split_stats(rows, len(docs))
     # exact duplicates, conflicts and cross-split leakage
     by_key: dict[str, dict] = {}
@@ -373,6 +386,32 @@ def check_corpus(directory: str | Path, near_threshold: float = 0.5) -> CheckRep
             add(where, f"the same document text as {seen_doc_text[key]}")
         seen_doc_text[key] = where
     return report
+
+
+def check_coverage(docs: dict[str, str], rows: list[dict], add, where_of: dict[str, str]) -> None:
+    """Each document's sentences must tile it: no two spans overlap (a sentence counted twice),
+    and no stretch of text other than whitespace lies outside every span (a sentence that was
+    never labelled).  ``rows`` are sentence rows already checked (string ids, int offsets)."""
+    spans: dict[str, list[tuple[int, int, str]]] = collections.defaultdict(list)
+    for row in rows:
+        text = docs.get(row["doc_id"])
+        if text is not None and 0 <= row["start"] < row["end"] <= len(text):
+            spans[row["doc_id"]].append((row["start"], row["end"], row["_where"]))
+    for ident, text in docs.items():
+        covered = 0
+        where_doc = f"document {ident!r}"
+        for start, end, where in sorted(spans.get(ident, [])):
+            if start < covered:
+                add(where, f"sentence [{start}, {end}) overlaps the previous sentence of {where_doc} "
+                           f"(which ends at {covered})")
+            elif text[covered:start].strip():
+                add(where, f"text [{covered}, {start}) of {where_doc} is in no sentence: "
+                           f"{text[covered:start].strip()[:40]!r}")
+            covered = max(covered, end)
+        if text[covered:].strip():
+            last = sorted(spans[ident])[-1][2] if spans.get(ident) else where_of.get(ident, where_doc)
+            add(last, f"text [{covered}, {len(text)}) of {where_doc} is in no sentence: "
+                      f"{text[covered:].strip()[:40]!r}")
 
 
 def format_stats(stats: dict[str, dict[str, float]], all_texts: list[str] | None = None) -> str:

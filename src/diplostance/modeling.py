@@ -161,10 +161,109 @@ def read_meta(path: str | Path) -> ModelMeta:
                             f"version that wrote it ({data.get('versions', {}).get('diplostance', 'unknown')})")
     known = set(ModelMeta.__dataclass_fields__)
     meta = ModelMeta(**{k: v for k, v in data.items() if k in known})
-    if list(meta.labels) != list(LABELS) or len(meta.thresholds) != len(LABELS):
-        raise ModelDirError(f"{meta_path}: labels {meta.labels} with {len(meta.thresholds)} thresholds; "
+    if (not isinstance(meta.labels, list) or list(meta.labels) != list(LABELS)
+            or not isinstance(meta.thresholds, list) or len(meta.thresholds) != len(LABELS)):
+        count = len(meta.thresholds) if isinstance(meta.thresholds, list) else meta.thresholds
+        raise ModelDirError(f"{meta_path}: labels {meta.labels!r} with thresholds {count!r}; "
                             f"expected {list(LABELS)} with one threshold each")
+    check_model_files(path, meta)
     return meta
+
+
+#: Files that hold a tokenizer's vocabulary: without one of them, transformers builds an empty
+#: tokenizer that reads every word as <unk>, and scoring goes on with exit 0.
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "sentencepiece.model",
+                   "vocab.txt", "vocab.json")
+#: Model types whose positions start after the padding index, so two positions are never used.
+OFFSET_POSITIONS = {"roberta": 2, "camembert": 2, "xlm-roberta": 2, "xlm-roberta-xl": 2}
+#: A safetensors header is a few hundred kB at most; a length beyond this is a damaged file.
+MAX_SAFETENSORS_HEADER = 100 << 20
+
+
+def check_model_files(path: str | Path, meta: ModelMeta) -> dict:
+    """Refuse a model directory whose files do not fit together, before anything is loaded.
+
+    Each problem would otherwise pass silently or end in a traceback: no tokenizer files (every
+    word scored as <unk>), thresholds that are not numbers in [0, 1] (no labels at all, or one
+    label everywhere), a ``max_length`` past the model's positions, an ``id2label`` in
+    ``config.json`` that is not the labels of ``diplostance.json``, a damaged
+    ``model.safetensors``.  Returns ``config.json`` as a dict.
+    """
+    import math
+
+    path = Path(path)
+    meta_path = path / META_FILE
+    bad = [i for i, t in enumerate(meta.thresholds)
+           if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= 1]
+    if bad:
+        raise ModelDirError(f"{meta_path}: thresholds[{bad[0]}] ({meta.labels[bad[0]]}) is "
+                            f"{meta.thresholds[bad[0]]!r}; expected a number from 0 to 1 for each label. "
+                            "The file is damaged: restore it from the trained model (or retrain)")
+    missing = [name for name in ("config.json", "model.safetensors", "tokenizer_config.json")
+               if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        missing.append(f"a tokenizer vocabulary (one of {', '.join(TOKENIZER_FILES)})")
+    if missing:
+        raise ModelDirError(f"{path}: incomplete model directory, missing {'; '.join(missing)}; copy the "
+                            "whole folder written by 'diplostance train'")
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"expected a JSON object, got {type(config).__name__}")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelDirError(f"{config_path}: unreadable ({exc})") from None
+    id2label = config.get("id2label")
+    expected = {str(i): name for i, name in enumerate(meta.labels)}
+    if not isinstance(id2label, dict) or {str(k): v for k, v in id2label.items()} != expected:
+        raise ModelDirError(f"{config_path}: id2label is {id2label!r}, but {META_FILE} has the labels "
+                            f"{meta.labels} (expected {expected}); the files come from different models")
+    positions = config.get("max_position_embeddings")
+    limit = positions - OFFSET_POSITIONS.get(config.get("model_type"), 0) if isinstance(positions, int) else None
+    length = meta.max_length
+    if isinstance(length, bool) or not isinstance(length, int) or length < 8 or (limit is not None and length > limit):
+        raise ModelDirError(f"{meta_path}: max_length is {length!r}; expected a whole number from 8 to "
+                            f"{limit if limit is not None else 'the model positions'} (max_position_embeddings "
+                            f"{positions} in config.json)")
+    check_safetensors(path / "model.safetensors")
+    return config
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a ``model.safetensors`` whose header is not a safetensors header (random bytes, a
+    truncated copy, a huge header length), with a one-line message instead of a traceback from
+    deep inside the loader."""
+    import struct
+
+    def fail(what: str):
+        raise ModelDirError(f"{path}: not a valid safetensors file ({what}); copy it again from the trained "
+                            "model (or retrain)")
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            fail(f"{size} bytes, shorter than the 8-byte header length")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(size - 8, MAX_SAFETENSORS_HEADER):
+            fail(f"header length {length} bytes in a file of {size} bytes")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, ValueError):
+            fail("the header is not JSON")
+    if not isinstance(header, dict):
+        fail("the header is not a JSON object")
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(x, int) for x in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            fail(f"tensor {name!r} has no valid data_offsets")
+        end = max(end, offsets[1])
+    if 8 + length + end > size:
+        fail(f"the tensors need {8 + length + end} bytes, the file has {size}: it was cut short")
 
 
 def write_meta(path: str | Path, meta: ModelMeta) -> None:
@@ -175,12 +274,32 @@ def write_meta(path: str | Path, meta: ModelMeta) -> None:
     os.replace(tmp, target)
 
 
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a model directory, refused when it cannot read French: a vocabulary that
+    gives only <unk> (the wrong or an emptied file) would score every sentence as the same
+    sequence of unknown words, silently."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ModelDirError(f"{path}: the tokenizer files cannot be loaded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                            "copy the whole folder written by 'diplostance train'") from exc
+    probe = "Le Canada condamne fermement les frappes et salue la France."
+    ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    if not ids or all(i == tokenizer.unk_token_id for i in ids):
+        raise ModelDirError(f"{path}: the tokenizer reads every word of a French sentence as "
+                            f"{tokenizer.unk_token or 'unknown'}; its vocabulary file is missing or not this "
+                            "model's: copy the whole folder written by 'diplostance train'")
+    return tokenizer
+
+
 def load_model_dir(path: str | Path):
     """(meta, tokenizer, model) of a trained model directory, model in eval mode."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     meta = read_meta(path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = load_tokenizer(path)
     model = AutoModelForSequenceClassification.from_pretrained(str(path))
     model.eval()
     return meta, tokenizer, model

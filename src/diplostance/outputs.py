@@ -35,7 +35,14 @@ class OutputError(DiplostanceError, ValueError):
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 COLUMNS = ["doc_id", "sentence_index", "n_sentences", "start", "end", "text", "labels", "primary",
-           *[f"p_{label}" for label in LABELS], "windows", "long", "model", "model_version", "source"]
+           *[f"p_{label}" for label in LABELS], "windows", "long", "truncated", "model", "model_version", "source"]
+#: A CSV cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +, -,
+#: @, tab, CR): such text cells get a leading apostrophe, as OWASP recommends, and so does a
+#: cell that starts with an apostrophe, so that :func:`read_rows` can always take it off again.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+#: CSV columns that are numbers or flags, never neutralised.
+_TYPED = {"sentence_index", "n_sentences", "start", "end", "windows", "long", "truncated",
+          *[f"p_{label}" for label in LABELS]}
 
 
 def output_format(path: str | Path) -> str:
@@ -58,12 +65,16 @@ def read_rows(path: str | Path) -> list[dict]:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         for row in rows:
+            for key, value in row.items():
+                if key not in _TYPED and isinstance(value, str) and value.startswith("'"):
+                    row[key] = value[1:]  # the apostrophe that neutralised a formula
             row["labels"] = [x for x in row["labels"].split("|") if x]
             for key in ("sentence_index", "n_sentences", "start", "end", "windows"):
                 row[key] = int(row[key])
             for label in LABELS:
                 row[f"p_{label}"] = float(row[f"p_{label}"])
             row["long"] = row["long"] == "True"
+            row["truncated"] = row.get("truncated") == "True"
         return rows
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -280,14 +291,50 @@ class RowWriter:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         if self.format == "csv":
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+                writer = csv.DictWriter(f, fieldnames=columns(rows), extrasaction="ignore")
                 writer.writeheader()
                 for row in rows:
-                    writer.writerow({**row, "labels": "|".join(row["labels"])})
+                    writer.writerow(csv_cells({**row, "labels": "|".join(row["labels"])}))
         else:
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+            pq.write_table(parquet_table(rows), tmp)
         os.replace(tmp, self.path)
         self.partial.unlink()
+
+
+def columns(rows: list[dict]) -> list[str]:
+    """The fixed columns, then every other key of the rows (the inputs' metadata) in the order
+    first met."""
+    extra = dict.fromkeys(k for row in rows for k in row if k not in COLUMNS)
+    return [*COLUMNS, *extra]
+
+
+def csv_cells(row: dict) -> dict:
+    """A row as CSV cells: lists and tables as JSON, text that a spreadsheet would run as a
+    formula neutralised (:data:`FORMULA_START`)."""
+    cells = {}
+    for key, value in row.items():
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value, ensure_ascii=False)
+        if key not in _TYPED and isinstance(value, str) and value.startswith(FORMULA_START):
+            value = "'" + value
+        cells[key] = value
+    return cells
+
+
+def parquet_table(rows: list[dict]):
+    """A pyarrow table of all the rows' columns (``from_pylist`` alone keeps only the first
+    row's keys); a metadata column whose values mix types is written as JSON text."""
+    import pyarrow as pa
+
+    names = columns(rows) if rows else COLUMNS
+    data = {name: [row.get(name) for row in rows] for name in names}
+    arrays = {}
+    for name, values in data.items():
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            arrays[name] = pa.array([None if v is None else v if isinstance(v, str)
+                                     else json.dumps(v, ensure_ascii=False) for v in values])
+    return pa.table(arrays)

@@ -7,14 +7,19 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .documents import Document, ReadFailure, iter_documents
+from .documents import DEFAULT_MAX_DOC_BYTES, Document, ReadFailure, iter_documents
 from .labels import LABELS, primary_label
 from .segment import Splitter, get_splitter
+
+#: A sentence is scored on its first this many characters (its row says ``truncated`` and
+#: ``long``).  No real sentence comes near it; a text without punctuation (a 5 MB one-line
+#: "sentence") otherwise became 36,646 windows and 1.15 GB of token ids.
+MAX_SENTENCE_CHARS = 20_000
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Prediction:
     primary: str
     probabilities: dict[str, float]
     windows: int = 1
+    #: The sentence was longer than ``MAX_SENTENCE_CHARS`` and scored on its beginning only.
+    truncated: bool = False
 
     @property
     def long(self) -> bool:
@@ -41,14 +48,28 @@ class SentenceRecord(Prediction):
     start: int = 0
     end: int = 0
     source: str = ""
+    #: The input row's other fields (table inputs), added after the fixed columns.
+    meta: dict = field(default_factory=dict)
 
     def row(self, model: str = "", version: str = "") -> dict:
-        return {"doc_id": self.doc_id, "sentence_index": self.index, "n_sentences": self.n_sentences,
-                "start": self.start, "end": self.end, "text": self.text, "labels": self.labels,
-                "primary": self.primary,
-                **{f"p_{k}": round(float(v), 6) for k, v in self.probabilities.items()},
-                "windows": self.windows, "long": self.long, "model": model, "model_version": version,
-                "source": self.source}
+        row = {"doc_id": self.doc_id, "sentence_index": self.index, "n_sentences": self.n_sentences,
+               "start": self.start, "end": self.end, "text": self.text, "labels": self.labels,
+               "primary": self.primary,
+               **{f"p_{k}": round(float(v), 6) for k, v in self.probabilities.items()},
+               "windows": self.windows, "long": self.long, "truncated": self.truncated, "model": model,
+               "model_version": version, "source": self.source}
+        return add_meta(row, self.meta)
+
+
+def add_meta(row: dict, meta: dict) -> dict:
+    """``row`` with the input's metadata after the fixed columns; a field named like a fixed
+    column (an input's own ``source``) becomes ``meta_<name>``, so neither hides the other."""
+    for key, value in meta.items():
+        name = key
+        while name in row:
+            name = f"meta_{name}"
+        row[name] = value
+    return row
 
 
 class StanceClassifier:
@@ -66,6 +87,7 @@ class StanceClassifier:
         self.splitter = splitter
         self.batch_size = batch_size
         self.thresholds = np.asarray(meta.thresholds, dtype=np.float32)
+        self.max_sentence_chars = MAX_SENTENCE_CHARS
         self.failures: list[ReadFailure] = []
         self.backend_reason = getattr(backend, "name", "")
 
@@ -94,9 +116,9 @@ class StanceClassifier:
             import torch
 
             torch.set_num_threads(threads)
-        from transformers import AutoTokenizer
+        from .modeling import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = load_tokenizer(path)  # refuses one that reads French as <unk> only
         engine = load_backend(backend, path, threads=threads, device=device)
         split = get_splitter(splitter) if isinstance(splitter, str) else splitter
         clf = cls(path, meta, tokenizer, engine, split, batch_size)
@@ -113,12 +135,17 @@ class StanceClassifier:
 
     # ------------------------------------------------------------------ sentences
     def predict_proba(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and windows per sentence, each scored on at most ``max_sentence_chars``
+        characters; a bare string is one sentence."""
         from .inference import predict_proba
 
-        return predict_proba(self.backend, self.tokenizer, list(sentences), self.meta.max_length, self.batch_size)
+        texts = [s[:self.max_sentence_chars] for s in _items(sentences)]
+        return predict_proba(self.backend, self.tokenizer, texts, self.meta.max_length, self.batch_size)
 
-    def predict(self, sentences: Iterable[str]) -> list[Prediction]:
-        sentences = list(sentences)
+    def predict(self, sentences: Iterable[str] | str) -> list[Prediction]:
+        """One prediction per sentence.  A bare string is one sentence (a list of one
+        prediction), not a sequence of one-character sentences."""
+        sentences = _items(sentences)
         if not sentences:
             return []
         probs, windows = self.predict_proba(sentences)
@@ -126,12 +153,16 @@ class StanceClassifier:
 
     def _prediction(self, text: str, p: np.ndarray, windows: int) -> Prediction:
         labels = [name for name, x, t in zip(LABELS, p, self.thresholds) if x >= t]
-        return Prediction(text, labels, primary_label(labels), {k: float(v) for k, v in zip(LABELS, p)}, int(windows))
+        return Prediction(text, labels, primary_label(labels), {k: float(v) for k, v in zip(LABELS, p)}, int(windows),
+                          len(text) > self.max_sentence_chars)
 
     # ------------------------------------------------------------------ documents
-    def score(self, documents: Iterable[Document | tuple[str, str] | str], chunk_sentences: int = 512,
+    def score(self, documents: Iterable[Document | tuple[str, str] | str] | str, chunk_sentences: int = 512,
               skip: set[str] | frozenset = frozenset()) -> Iterator[list[SentenceRecord]]:
         """Yield, per document and in input order, the list of its sentence records.
+
+        A bare string is one document (id ``"0"``), as is each string of an iterable (id: its
+        position); not one document per character.
 
         Sentences of several documents are batched together (chunks of about
         ``chunk_sentences``), so memory stays flat however many documents stream through.
@@ -139,6 +170,8 @@ class StanceClassifier:
         still count when chunks are formed, so the remaining documents are batched exactly as
         in an uninterrupted run and get bit-identical probabilities.
         """
+        if isinstance(documents, str):  # streamed otherwise: never made a list
+            documents = [documents]
         pending: list[tuple[Document, list]] = []
         count = 0
         for i, doc in enumerate(documents):
@@ -166,7 +199,8 @@ class StanceClassifier:
             for index, span in enumerate(spans):
                 pred = self._prediction(texts[k], probs[k], windows[k])
                 records.append(SentenceRecord(**vars(pred), doc_id=doc.id, index=index, n_sentences=len(spans),
-                                              start=span.start, end=span.end, source=doc.source))
+                                              start=span.start, end=span.end, source=doc.source,
+                                              meta=getattr(doc, "meta", {})))
                 k += 1
             if doc.id not in skip:
                 yield records
@@ -181,6 +215,11 @@ class StanceClassifier:
                     yield item
 
         yield from self.score(docs())
+
+
+def _items(items):
+    """``items`` as a list, a bare string being one item: ``list("Bonjour.")`` would be eight."""
+    return [items] if isinstance(items, str) else list(items)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -220,7 +259,11 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", help="model directory (e.g. models/offline)")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help=".txt/.md files, folders (recursive), .jsonl/.csv tables, or - for standard input")
+                   help=".txt/.md files, folders (recursive), .jsonl/.csv/.parquet tables, or - for standard "
+                        "input. Document ids (doc_id): a file's path relative to the common folder of the "
+                        "inputs; a table row's id field, prefixed with the table's path and '#' when there are "
+                        "several inputs (a.jsonl#17); 'stdin'. A table row's other fields are copied into each "
+                        "of its output rows (one named like a fixed column gets the prefix meta_)")
     p.add_argument("--out", help="output file: .jsonl, .csv or .parquet (default: JSONL on standard output)")
     p.add_argument("--html", metavar="DIR", help="write one HTML page per document and an index here")
     p.add_argument("--summary", metavar="FILE", help="write a per-document summary (JSON) here")
@@ -243,6 +286,20 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="skip documents already complete in --out")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.add_argument("--max-doc-bytes", type=_positive_int, default=DEFAULT_MAX_DOC_BYTES, metavar="N",
+                   help=f"a document larger than this is a failure, not read further (default "
+                        f"{DEFAULT_MAX_DOC_BYTES:,}); a sentence is scored on its first {MAX_SENTENCE_CHARS:,} "
+                        f"characters (its rows say truncated)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _input_files(inputs: list[str]) -> set[Path]:
@@ -352,7 +409,8 @@ def score_command(a: argparse.Namespace) -> int:
 
     def documents():
         nonlocal skipped
-        for item in iter_documents(a.inputs, a.id_field, a.text_field):
+        for item in iter_documents(a.inputs, a.id_field, a.text_field,
+                                   max_doc_bytes=getattr(a, "max_doc_bytes", DEFAULT_MAX_DOC_BYTES)):
             if isinstance(item, ReadFailure):
                 failures.append(item)
                 print(f"diplostance: warning: {item.source}: {item.reason}", file=sys.stderr)
