@@ -189,7 +189,7 @@ def test_guard_command_measures_and_records(exported, tmp_path, capsys):
     dev = (ROOT / "data" / "sentences" / "dev.jsonl").read_text(encoding="utf-8").splitlines()[:25]
     data = tmp_path / "few.jsonl"
     data.write_text("\n".join(dev) + "\n", encoding="utf-8")
-    assert main(["guard", str(copy), "--data", str(data)]) == 0
+    assert main(["guard", str(copy), "--data", str(data), "--backends", "bf16,int8,onnx-int8"]) == 0
     out = capsys.readouterr().out
     assert "onnx-int8  not measured: " in out and "run 'diplostance export" in out
     entries = read_meta(copy).metrics["guard"]["backends"]
