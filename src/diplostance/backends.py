@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from .errors import DiplostanceError
+from . import hardware
 from .hardware import cpu_name, device_name, release_free_memory
 from .inference import Backend, TorchBackend
 
@@ -58,8 +59,6 @@ def runs_natively(name: str) -> bool:
     needs AVX512-BF16 or AMX (emulated bf16 is several times slower than fp32), ``int8`` needs
     oneDNN's VNNI/AMX kernels or PyTorch's FBGEMM ones (x86 with AVX2), the ``cuda-*`` ones a GPU
     (``cuda-bf16``: with bf16), ``onnx*`` the onnxruntime package."""
-    from . import hardware
-
     if name in ("fp32", "transformers"):
         return True
     if name.startswith("cuda-"):
@@ -99,8 +98,6 @@ def choose_backend(meta, device: str = "cpu") -> tuple[str, str]:
     """``auto``: the fastest backend (:data:`CPU_SPEED_ORDER`, :data:`CUDA_SPEED_ORDER`) that this
     machine runs natively and that passed the model's accuracy guard on this kind of CPU (or this
     GPU), else exact fp32.  Returns the backend and why, in words for the run's summary."""
-    from . import hardware
-
     entries = (meta.metrics.get("guard") or {}).get("backends") or {}
     here = hardware.device_name(device)
     order = CUDA_SPEED_ORDER if device == "cuda" else CPU_SPEED_ORDER

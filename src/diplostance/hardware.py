@@ -101,7 +101,7 @@ def native_int8() -> bool:
 
 
 def amx() -> bool:
-    return "amx_int8" in isa() or "amx_bf16" in isa()
+    return bool({"amx_int8", "amx_bf16"} & set(isa()))
 
 
 @functools.cache

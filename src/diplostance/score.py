@@ -349,10 +349,10 @@ def check_outputs(a: argparse.Namespace) -> None:
     from .outputs import OutputError
 
     inputs = _input_files(a.inputs)
-    for target, what in ((a.out, "--out"), (a.summary, "--summary"), (a.html, "--html")):
+    outputs = ((a.out, "--out"), (a.summary, "--summary"), (a.html, "--html"))
+    for target, what in outputs:
         _check_not_input(target, inputs, what)
-    named = [(what, Path(t).resolve()) for t, what in ((a.out, "--out"), (a.summary, "--summary"),
-                                                       (a.html, "--html")) if t]
+    named = [(what, Path(t).resolve()) for t, what in outputs if t]
     for i, (what, path) in enumerate(named):
         for other, path2 in named[i + 1:]:
             if path == path2:
