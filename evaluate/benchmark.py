@@ -21,7 +21,7 @@ all of them alike.  The figure reported is the median over rounds.  Then:
   bf16, int8), which bound what any backend on those kernels can reach;
 * streaming: peak memory after N and then 10N streamed documents with the fastest backend, in
   one process, in 3 rounds (fresh processes; median growth);
-* the accuracy guard (:func:`diplostance.backends.guard`): each backend against the transformers
+* the accuracy guard (:func:`diplostance.backends.guard.guard`): each backend against the transformers
   forward in fp32 on the offline model and the test split.
 
 Results go to evaluate/benchmarks/results.md and results.json.  Nothing here is a test: run it
@@ -162,7 +162,7 @@ def scoring_worker(kind: str, model: str, sentence_file: str, rounds: int, threa
         if "FBGEMM" in kind:
             import torch
 
-            from diplostance.inference import TorchBackend
+            from diplostance.backends.base import TorchBackend
 
             qmodel = torch.ao.quantization.quantize_dynamic(clf.backend.model, {torch.nn.Linear}, dtype=torch.qint8)
             clf.backend = TorchBackend(qmodel, "int8")
@@ -315,7 +315,7 @@ def ceiling_worker(threads: int, tokens: int) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     flops = 2 * tokens * BASE_LAYERS * sum(i * o for i, o in BASE_LINEARS)
-    from diplostance import onednn
+    from diplostance.backends import onednn
 
     # only the kernels this CPU runs natively (bf16 reorders need AVX-512; emulated ones are not ceilings)
     kinds = ("fp32", "fp32-onednn") + (("bf16",) if onednn.bf16_supported() else ()) + (
@@ -367,7 +367,7 @@ def guard_worker(model: str, threads: int, backends: str = "fp32,bf16,int8,onnx,
     import torch
 
     from diplostance import corpus
-    from diplostance.backends import guard
+    from diplostance.backends.guard import guard
 
     torch.set_num_threads(threads)
     texts = [e.text for e in corpus.load_examples(ROOT / "data" / "sentences" / "test.jsonl")]
@@ -415,7 +415,7 @@ def profile_worker(kind: str, model: str, sentence_file: str, threads: int) -> N
         t = time.perf_counter()
         clf.predict(texts)
         wall = time.perf_counter() - t
-    from diplostance.packed import ATTENTION
+    from diplostance.backends.packed import ATTENTION
 
     def in_attention(event) -> bool:  # the packed forward's attention is one named range
         while event is not None:
@@ -560,8 +560,10 @@ def ensure_base(offline: Path) -> None:
     import torch
     from transformers import AutoTokenizer, CamembertConfig, CamembertForSequenceClassification
 
-    from diplostance.modeling import ModelMeta, write_meta
-    from diplostance.train import ID2LABEL
+    from diplostance.labels import LABELS
+    from diplostance.model_dir import ModelMeta, write_meta
+
+    ID2LABEL = dict(enumerate(LABELS))
 
     print(f"building {BASE_DIR} (camembert-base shape, random weights)", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(str(offline), model_max_length=256)

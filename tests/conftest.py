@@ -9,6 +9,36 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fake_half(model_dir, model=None, threads=None, name="fake-half"):
+    """A backend made for the tests: the transformers forward, its logits rounded to float16."""
+    import numpy as np
+
+    from diplostance.backends.pytorch import load_transformers
+
+    inner = load_transformers(model_dir, model)
+
+    class FakeHalf:
+        batch_tokens = None
+
+        def __init__(self):
+            self.name = name
+
+        def logits(self, input_ids, attention_mask):
+            return inner.logits(input_ids, attention_mask).astype(np.float16).astype(np.float32)
+
+    return FakeHalf()
+
+
+def _register_fake_backend() -> None:
+    """One registry row, nothing else: test_backends.py checks it shows up everywhere."""
+    from diplostance import backends
+
+    backends.register(backends.Spec("fake-half", _fake_half, rounds=True, help="tests only: logits in float16"))
+
+
+_register_fake_backend()
 DATA = ROOT / "data"
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from diplostance import StanceClassifier
-from diplostance.backends import BACKENDS, load_backend, runs_natively
+from diplostance import backends
+from diplostance.backends import load_backend, runs_natively
 from diplostance.hardware import cpu_name, cuda_available
 from diplostance.cli import main
 
@@ -24,7 +25,9 @@ def exported(tiny_model):
     return tiny_model.output
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "transformers"])
+# Every registered backend, the fake one of conftest.py included: a new backend is one registry row
+# away from this parity test.
+@pytest.mark.parametrize("backend", [b for b in backends.names() if b != "transformers"])
 def test_backend_matches_the_transformers_forward(exported, backend):
     if not runs_natively(backend):
         pytest.skip(f"{backend} does not run natively on this machine ({cpu_name()}; GPU: {cuda_available()})")
@@ -33,12 +36,12 @@ def test_backend_matches_the_transformers_forward(exported, backend):
     # the probabilities, not the decisions, are what this test compares)
     got, windows = StanceClassifier.load(exported, backend=backend, allow_unguarded=True).predict_proba(SENTENCES)
     assert got.shape == ref.shape and (windows == ref_windows).all()
-    tolerance = 1e-4 if backend in ("fp32", "onnx") else 2e-2
+    tolerance = 2e-2 if backends.REGISTRY[backend].rounds else 1e-4
     np.testing.assert_allclose(got, ref, atol=tolerance)
 
 
 def test_unknown_backend_and_missing_export(tiny_model, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown backend 'gpu'; expected one of \['fp32'"):
+    with pytest.raises(ValueError, match=r"unknown backend 'gpu'; expected auto or one of \['fp32'"):
         load_backend("gpu", tiny_model.output)
     import shutil
 
@@ -63,7 +66,7 @@ def test_bf16_backend_packs_linears_and_loads_like_from_pretrained(tiny_model):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from diplostance.backends import load_low_memory
+    from diplostance.backends.pytorch import load_low_memory
 
     ours = load_low_memory(tiny_model.output, torch.bfloat16)
     ref = AutoModelForSequenceClassification.from_pretrained(str(tiny_model.output), dtype=torch.bfloat16)
@@ -78,7 +81,7 @@ def test_bf16_backend_packs_linears_and_loads_like_from_pretrained(tiny_model):
 def test_int8_backend_uses_onednn_int8_where_the_cpu_has_it(tiny_model):
     import torch
 
-    from diplostance import onednn
+    from diplostance.backends import onednn
 
     backend = load_backend("int8", tiny_model.output)
     kinds = {type(m).__name__ for m in backend.model.modules()}
@@ -91,7 +94,7 @@ def test_int8_backend_uses_onednn_int8_where_the_cpu_has_it(tiny_model):
 
 
 def test_guard_compares_fast_backends_with_fp32(exported):
-    from diplostance.backends import guard
+    from diplostance.backends.guard import guard
 
     names = ("fp32", "bf16", "onnx") if runs_natively("bf16") else ("fp32", "onnx")
     report = guard(exported, SENTENCES * 3, backends=names)
@@ -108,30 +111,26 @@ def _guard_copy(model_dir, tmp_path, entries, revisions=None):
     record.  ``revisions``: the backends' implementations in the record (default: the current ones)."""
     import shutil
 
-    from diplostance.backends import REVISIONS
-    from diplostance.modeling import read_meta, write_meta
+    from diplostance.model_dir import GUARD_FILE, write_guard
 
-    revisions = REVISIONS if revisions is None else revisions
+    revisions = {n: s.revision for n, s in backends.REGISTRY.items()} if revisions is None else revisions
 
     copy = tmp_path / "guarded"
-    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("*.onnx"))
-    meta = read_meta(copy)
-    meta.metrics.pop("guard", None)
+    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("*.onnx", GUARD_FILE))
     if entries is not None:
-        meta.metrics["guard"] = {"min_agreement": 0.995, "backends": {
+        write_guard(copy, {"min_agreement": 0.995, "backends": {
             name: {"agreement": a, "max_abs_diff": 0.01, "disagreements": round((1 - a) * 4000), "decisions": 4000,
                    "ok": a >= 0.995, "data": "dev split, 1000 sentences", "cpu": "Test CPU",
                    **({"revision": revisions[name]} if name in revisions else {})}
-            for name, a in entries.items()}}
-    write_meta(copy, meta)
+            for name, a in entries.items()}})
     return copy
 
 
 def test_training_records_the_guard_of_bf16_and_int8(tiny_model):
-    from diplostance.modeling import read_meta
-
-    record = read_meta(tiny_model.output).metrics["guard"]
     from diplostance.backends import native_rounding_backends
+    from diplostance.model_dir import read_guard
+
+    record = read_guard(tiny_model.output)
 
     # only what this CPU runs natively: bf16 and int8 with AVX512-BF16, int8 (FBGEMM) alone on AVX2
     assert record["min_agreement"] == 0.995 and set(record["backends"]) == set(native_rounding_backends())
@@ -148,7 +147,7 @@ def test_training_records_the_guard_of_bf16_and_int8(tiny_model):
 def test_a_backend_below_the_guard_is_refused_unless_allowed(tiny_model, tmp_path, capsys):
     import json
 
-    from diplostance.backends import GuardError
+    from diplostance.backends.guard import GuardError
 
     copy = _guard_copy(tiny_model.output, tmp_path, {"bf16": 0.9990, "int8": 0.9900})
     with pytest.raises(GuardError, match=r"the int8 backend agreed with fp32 on 99\.00% of this model's label "
@@ -189,24 +188,51 @@ def test_an_unchecked_backend_warns_and_runs(tiny_model, tmp_path):
 def test_guard_command_measures_and_records(exported, tmp_path, capsys):
     import json
 
-    from diplostance.backends import REVISIONS
-    from diplostance.modeling import read_meta
+    from diplostance.model_dir import read_guard
 
     copy = _guard_copy(exported, tmp_path, {"bf16": 0.9})  # no ONNX files in the copy
     dev = (ROOT / "data" / "sentences" / "dev.jsonl").read_text(encoding="utf-8").splitlines()[:25]
     data = tmp_path / "few.jsonl"
     data.write_text("\n".join(dev) + "\n", encoding="utf-8")
+    meta_before = (copy / "diplostance.json").read_bytes(), (copy / "README.md").read_bytes()
     assert main(["guard", str(copy), "--data", str(data), "--backends", "bf16,int8,onnx-int8"]) == 0
     out = capsys.readouterr().out
     assert "onnx-int8  not measured: " in out and "run 'diplostance export" in out
-    entries = read_meta(copy).metrics["guard"]["backends"]
+    entries = read_guard(copy)["backends"]
     assert set(entries) == {"bf16", "int8"}  # bf16 measured again, int8 added, onnx-int8 not loadable
     for name in ("bf16", "int8"):
         e = entries[name]
         assert e["decisions"] == 25 * 4 and e["data"] == f"{data} (25 sentences)"
-        assert e["revision"] == REVISIONS[name]  # which implementation the record speaks for
+        assert e["revision"] == backends.REGISTRY[name].revision  # which implementation the record speaks for
         assert f"  {name:10s} {100 * e['agreement']:6.2f}%" in out
         assert ("passes" if e["ok"] else "REFUSED") in out.split(f"  {name:10s}")[1].splitlines()[0]
-    assert json.loads((copy / "diplostance.json").read_text(encoding="utf-8"))["metrics"]["guard"]["backends"] == entries
+    assert json.loads((copy / "guard.json").read_text(encoding="utf-8"))["backends"] == entries
+    # using or checking a model never rewrites its metadata or its card
+    assert ((copy / "diplostance.json").read_bytes(), (copy / "README.md").read_bytes()) == meta_before
     assert main(["guard", str(copy), "--data", str(tmp_path / "missing.jsonl")]) == 2
     assert "no sentences for the guard: " in capsys.readouterr().err
+
+
+def test_a_backend_added_through_the_registry_alone_is_everywhere(exported, tmp_path, capsys):
+    """conftest.py registers ``fake-half`` (the transformers forward with its logits rounded to
+    float16) with one registry row: the CLI takes it, the guard measures it by default, auto
+    never picks it (its speed rank is 0), and the parity test above ran it."""
+    import json
+
+    from diplostance.backends import choose_backend, guarded_here
+    from diplostance.backends.guard import guard
+    from diplostance.cli import build_parser
+
+    assert "fake-half" in backends.names() and backends.REGISTRY["fake-half"].rounds
+    score = build_parser().parse_args(["score", str(exported), "x.txt", "--backend", "fake-half"])
+    assert score.backend == "fake-half"
+    assert "fake-half" in guarded_here(exported)
+    report = guard(exported, SENTENCES, backends=None)  # default: every rounding backend
+    # (measured; whether it passes depends on the tiny model, whose probabilities sit on its thresholds)
+    assert report["fake-half"]["decisions"] == 4 * len(SENTENCES) and report["fake-half"]["max_abs_diff"] < 1e-2
+    record = {"backends": {"fake-half": {**report["fake-half"], "ok": True, "cpu": "x", "revision": 1}}}
+    assert choose_backend(record)[0] == "fp32"
+    text = tmp_path / "r.txt"
+    text.write_text("Le Canada condamne fermement les frappes.", encoding="utf-8")
+    assert main(["score", str(exported), str(text), "--backend", "fake-half", "--allow-unguarded", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["doc_id"] == text.name

@@ -295,7 +295,7 @@ def test_a_converted_base_fine_tunes_saves_and_reloads(tmp_path, synthetic):
     from conftest import tiny_config
     from transformers import pipeline
 
-    from diplostance.score import StanceClassifier
+    from diplostance.classifier import StanceClassifier
     from diplostance.train import train
 
     base = conv.convert(synthetic[0], tmp_path / "base")

@@ -3,7 +3,7 @@ import json
 from diplostance.hardware import cpu_name
 from diplostance.cli import main
 from diplostance.evaluate import evaluate_baseline, evaluate_model
-from diplostance.modeling import read_meta
+from diplostance.model_dir import read_meta
 
 from conftest import ROOT
 

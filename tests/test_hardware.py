@@ -1,6 +1,5 @@
 """The hardware decides precision and backends: bf16 only where the CPU has it, `auto` never picks
 a backend that failed the guard or that this CPU would emulate, and the device choice."""
-import copy
 import warnings
 
 import pytest
@@ -8,13 +7,13 @@ import pytest
 from diplostance import hardware
 from diplostance.backends import choose_backend, load_backend
 from diplostance.errors import DiplostanceError
-from diplostance.modeling import read_meta
+from diplostance.model_dir import read_guard
 
 
 @pytest.fixture()
 def isa(monkeypatch):
     """Imitate a smaller CPU through the package's own override (the kernels are unchanged)."""
-    from diplostance import onednn
+    from diplostance.backends import onednn
 
     def set_level(level):
         monkeypatch.setenv("DIPLOSTANCE_CPU_ISA", level)
@@ -57,18 +56,18 @@ def test_cpu_kind_comparison_ignores_avx2_and_fma_but_not_bf16():
     assert not hardware.same_kind("Intel Xeon (avx2, fma)", "AMD EPYC (avx2, fma)")
 
 
-def _with_guard(meta, **entries):
-    meta = copy.deepcopy(meta)
+def _with_guard(record, **entries):
+    """A guard record (guard.json) holding ``entries``: {backend: (agreement, cpu or None for this one)}."""
+    from diplostance.backends import REGISTRY
+
     here = hardware.cpu_name()
-    revisions = {"bf16": 1, "int8": 2}
-    meta.metrics["guard"] = {"backends": {
-        name: {"agreement": agreement, "ok": agreement >= 0.995, "cpu": cpu or here, "revision": revisions[name]}
+    return {"backends": {
+        name: {"agreement": agreement, "ok": agreement >= 0.995, "cpu": cpu or here, "revision": REGISTRY[name].revision}
         for name, (agreement, cpu) in entries.items()}}
-    return meta
 
 
 def test_auto_picks_the_fastest_guarded_native_backend(tiny_model, isa):
-    meta = read_meta(tiny_model.output)
+    meta = read_guard(tiny_model.output)
     isa("avx512_bf16")
     from diplostance.backends import runs_natively
 
@@ -85,16 +84,16 @@ def test_auto_picks_the_fastest_guarded_native_backend(tiny_model, isa):
 
 
 def test_auto_never_picks_what_the_cpu_would_emulate(tiny_model, isa):
-    meta = _with_guard(read_meta(tiny_model.output), bf16=(1.0, None), int8=(0.97, None))
+    meta = _with_guard(read_guard(tiny_model.output), bf16=(1.0, None), int8=(0.97, None))
     isa("avx2")  # guard records made here, but bf16 is emulated on an AVX2 CPU and int8 failed
-    meta.metrics["guard"]["backends"]["bf16"]["cpu"] = hardware.cpu_name()
+    meta["backends"]["bf16"]["cpu"] = hardware.cpu_name()
     name, why = choose_backend(meta)
     assert name == "fp32" and why.startswith("auto: fp32")
 
 
 def test_explicit_bf16_on_a_cpu_without_it_is_refused(tiny_model, isa):
     isa("avx2")
-    with pytest.raises(DiplostanceError, match=r"no native bf16 .* several times slower than fp32. Use --backend auto"):
+    with pytest.raises(DiplostanceError, match=r"needs native bf16 .* several times slower than fp32. Use --backend auto"):
         load_backend("bf16", tiny_model.output)
 
 

@@ -311,9 +311,9 @@ def test_a_document_over_the_size_limit_is_a_failure(tiny_model, tmp_path, capsy
 
 
 def test_a_huge_sentence_is_scored_on_its_beginning_and_flagged(tiny_model, tmp_path, capsys, monkeypatch):
-    import diplostance.score
+    import diplostance.classifier
 
-    monkeypatch.setattr(diplostance.score, "MAX_SENTENCE_CHARS", 2000)
+    monkeypatch.setattr(diplostance.classifier, "MAX_SENTENCE_CHARS", 2000)
     path = tmp_path / "long.txt"
     path.write_text("La délégation a rappelé les étapes du dialogue " * 2000 + ".", encoding="utf-8")  # 94 kB
     code, out, err = score(capsys, tiny_model.output, path)

@@ -75,7 +75,7 @@ def test_2_train_force_keeps_the_old_model_when_the_new_run_fails(tiny_model, tm
 
 
 def test_2_train_force_swaps_the_new_model_in_only_when_complete(tiny_model, tmp_path):
-    from diplostance.modeling import read_meta
+    from diplostance.model_dir import read_meta
     from diplostance.train import train
 
     model = tmp_path / "m"
@@ -94,7 +94,7 @@ def test_2_an_interrupted_replacement_keeps_the_old_model_and_resumes(tiny_model
     import transformers
     from transformers import TrainerCallback
 
-    from diplostance.modeling import read_meta
+    from diplostance.model_dir import read_meta
     from diplostance.train import OutputExistsError, train
 
     class Stop(Exception):

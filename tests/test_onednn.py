@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from diplostance import onednn
+from diplostance.backends import onednn
 
 needs_int8 = pytest.mark.skipif(not onednn.int8_supported(), reason="no oneDNN int8 kernels on this CPU")
 needs_bf16 = pytest.mark.skipif(not onednn.bf16_supported(), reason="no oneDNN bf16 kernels on this CPU")

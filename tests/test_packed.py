@@ -4,7 +4,7 @@ import torch
 from transformers import (BertConfig, BertForSequenceClassification, CamembertConfig,
                           CamembertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification)
 
-from diplostance import onednn, packed
+from diplostance.backends import onednn, packed
 
 SIZES = dict(vocab_size=120, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
              max_position_embeddings=80, num_labels=4, problem_type="multi_label_classification")
@@ -196,7 +196,7 @@ def test_batches_are_padded_to_few_row_counts():
 def test_predict_proba_fills_a_packed_backends_batches_by_tokens():
     import numpy as np
 
-    from diplostance.inference import _batches
+    from diplostance.backends.base import _batches
 
     lengths = [30, 5, 20, 20, 10, 40]
     order = np.argsort([-n for n in lengths], kind="stable")  # 40, 30, 20, 20, 10, 5

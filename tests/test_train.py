@@ -7,7 +7,7 @@ import pytest
 from diplostance.hardware import cpu_name
 from diplostance.config import ConfigError
 from diplostance.labels import LABELS
-from diplostance.modeling import META_FILE, ModelDirError, read_meta
+from diplostance.model_dir import META_FILE, ModelDirError, read_meta
 from diplostance.train import OutputExistsError, train
 
 from conftest import tiny_config

@@ -10,7 +10,7 @@ __all__ = ["LABELS", "PRIMARY_ORDER", "primary_label", "StanceClassifier", "__ve
 
 def __getattr__(name: str):  # lazy: importing the package must not import torch
     if name == "StanceClassifier":
-        from .score import StanceClassifier
+        from .classifier import StanceClassifier
 
         return StanceClassifier
     raise AttributeError(name)

@@ -6,11 +6,12 @@ import numpy as np
 
 from . import metrics
 from .corpus import Example
-from .labels import to_vector
+from .labels import DEFAULT, LabelSet
 
 
 class TfidfBaseline:
-    def __init__(self, C: float = 4.0, seed: int = 0):
+    def __init__(self, C: float = 4.0, seed: int = 0, labels: LabelSet = DEFAULT):
+        self.labels = labels
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
@@ -25,9 +26,9 @@ class TfidfBaseline:
         self.thresholds: list[float] = []
 
     def fit(self, train: list[Example], dev: list[Example]) -> "TfidfBaseline":
-        y = np.array([to_vector(e.labels) for e in train], dtype=int)
+        y = np.array([self.labels.vector(e.labels) for e in train], dtype=int)
         self.pipeline.fit([e.text for e in train], y)
-        y_dev = np.array([to_vector(e.labels) for e in dev], dtype=int)
+        y_dev = np.array([self.labels.vector(e.labels) for e in dev], dtype=int)
         self.thresholds = metrics.tune_thresholds(y_dev, self.predict_proba([e.text for e in dev]))
         return self
 

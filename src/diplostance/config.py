@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DiplostanceError
+from .labels import LABELS
 
 
 class ConfigError(DiplostanceError, ValueError):
@@ -46,6 +47,9 @@ class DataArgs:
     test: str = "data/sentences/test.jsonl"
     text_field: str = "text"
     labels_field: str = "labels"
+    #: The label set the model learns, in output order; a corpus label outside it is an error.
+    #: The default is the task's four (data/GUIDELINES.md); list others to train on your own.
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
     #: Cap on training examples (0 = all); for quick experiments and tests.
     limit: int = 0
 
@@ -85,7 +89,7 @@ class TrainingArgs:
     #: Keep the lower N encoder layers as pretrained (with frozen embeddings, their outputs are
     #: computed once per sentence and cached, so each step runs only the layers above them).
     freeze_layers: int = 0
-    #: Number of CPU threads (0 = leave torch's default).
+    #: Number of CPU threads (0 = every core of the machine, torch's default).
     threads: int = 0
     #: Dev evaluation every N steps (0 = once per epoch).
     eval_steps: int = 0
@@ -100,6 +104,13 @@ class RunConfig:
     data: DataArgs = field(default_factory=DataArgs)
     pretrain: PretrainArgs = field(default_factory=PretrainArgs)
     training: TrainingArgs = field(default_factory=TrainingArgs)
+
+    @property
+    def label_set(self):
+        """The labels the model learns (:class:`~diplostance.labels.LabelSet`), from ``data.labels``."""
+        from .labels import LabelSet
+
+        return LabelSet.of(self.data.labels)
 
     @property
     def is_offline(self) -> bool:
@@ -227,8 +238,36 @@ def check_ranges(config: RunConfig) -> None:
                               f"--set {key}=... override")
 
 
+#: Recipe keys that hold paths: a relative one is relative to the recipe file, so that a recipe
+#: works from any working directory (``--set`` values stay relative to where the command runs).
+PATH_KEYS = (("output",), ("data", "train"), ("data", "dev"), ("data", "test"))
+
+
+def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` (a parsed recipe) with its relative paths made absolute against ``folder``:
+    :data:`PATH_KEYS`, ``pretrain.extra_text``, and ``model.base`` when it names a folder there."""
+    def absolute(value):
+        return str((folder / value).resolve()) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+    for keys in PATH_KEYS:
+        node = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and keys[-1] in node:
+            node[keys[-1]] = absolute(node[keys[-1]])
+    pretrain = data.get("pretrain")
+    if isinstance(pretrain, dict) and isinstance(pretrain.get("extra_text"), list):
+        pretrain["extra_text"] = [absolute(p) for p in pretrain["extra_text"]]
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("base"), str) and (folder / model["base"]).is_dir():
+        model["base"] = absolute(model["base"])
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    """Read a TOML recipe (or the defaults when ``path`` is None) and apply overrides.  Paths in
+    the recipe are relative to the recipe file (:func:`resolve_paths`); those of ``overrides``, to
+    the working directory."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -236,8 +275,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such configuration file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder; expected a TOML recipe file (e.g. training/offline-e5.toml)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        data = resolve_paths(data, path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     config = _fill(RunConfig, data, "")
     if config.training.pos_weight not in ("none", "auto"):
@@ -247,6 +289,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if config.training.freeze_layers < 0:
         raise ConfigError(f"training.freeze_layers: expected 0 or more, got {config.training.freeze_layers}")
     check_ranges(config)
+    try:
+        config.label_set
+    except ValueError as exc:
+        raise ConfigError(f"data.labels: {exc}") from None
     if config.model.hidden_size % config.model.num_heads:
         raise ConfigError(f"model.hidden_size ({config.model.hidden_size}) must be divisible by "
                           f"model.num_heads ({config.model.num_heads})")

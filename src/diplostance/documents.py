@@ -311,6 +311,41 @@ def _common_root(inputs: list[str]) -> str:
     return os.path.commonpath(bases) if bases else os.getcwd()
 
 
+def count_documents(inputs: list[str], max_bytes: int = 2_000_000_000) -> int | None:
+    """How many documents ``inputs`` hold, for a progress bar's total, or None when that cannot be
+    known without reading it (standard input) or would mean reading more than ``max_bytes`` of
+    tables.  Counts entries, not what will score: failures count too."""
+    total, table_bytes = 0, 0
+    files: list[Path] = []
+    for item in inputs:
+        if item == "-":
+            return None
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            files.append(path)
+    for path in files:
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.ParquetFile(path).metadata.num_rows
+            elif suffix in (".jsonl", ".csv"):
+                table_bytes += path.stat().st_size
+                if table_bytes > max_bytes or not stat.S_ISREG(path.stat().st_mode):
+                    return None
+                content = path.read_bytes().decode("utf-8", errors="replace")
+                total += (sum(1 for line in content.split("\n") if line.strip()) if suffix == ".jsonl"
+                          else sum(1 for _ in _csv_rows(str(path), content)))
+            else:
+                total += 1
+        except Exception:  # unreadable: the scoring pass reports it; the bar just has no total
+            return None
+    return total
+
+
 def iter_documents(inputs: list[str], id_field: str = "id", text_field: str = "text",
                    stdin=None, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Document | ReadFailure]:
     """Documents from each input, in order; folders recursively in sorted path order.  Ids are

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import metrics
 from .corpus import Example, load_examples
-from .labels import LABELS, primary_label, to_vector
+from .labels import DEFAULT, LabelSet
 
 
 @dataclass
@@ -21,6 +21,7 @@ class EvalResult:
     out_dir: Path
     baseline: dict | None = None
     files: list[str] = field(default_factory=list)
+    labels: LabelSet = DEFAULT
 
     def summary(self) -> str:
         rows = [("macro F1", "macro_f1"), ("micro F1", "micro_f1"), ("exact match", "exact_match"),
@@ -30,13 +31,14 @@ class EvalResult:
         for title, key in rows:
             base = f"   baseline {self.baseline[key]:.3f}" if self.baseline else ""
             lines.append(f"  {title:<12} {self.metrics[key]:.3f}{base}")
-        for label in LABELS:
+        for label in self.labels:
             base = f"   baseline {self.baseline['per_label'][label]['f1']:.3f}" if self.baseline else ""
             lines.append(f"  F1 {label:<9} {self.metrics['per_label'][label]['f1']:.3f}{base}")
         return "\n".join(lines)
 
 
-def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds, report: dict, ece_bins) -> list[str]:
+def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds, report: dict, ece_bins,
+             labels: LabelSet = DEFAULT) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,8 +64,9 @@ def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds,
     plt.close(fig)
     files.append("confusion_matrix.png")
 
-    fig, axes = plt.subplots(1, len(LABELS), figsize=(4 * len(LABELS), 3.6), sharey=True)
-    for j, (label, ax) in enumerate(zip(LABELS, axes)):
+    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6), sharey=True, squeeze=False)
+    axes = axes[0]
+    for j, (label, ax) in enumerate(zip(labels.names, axes)):
         if y[:, j].sum():
             p, r, t = precision_recall_curve(y[:, j], probs[:, j])
             ax.plot(r, p)
@@ -100,10 +103,10 @@ def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds,
 
 
 def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict | None, files: list[str],
-               thresholds, trained: str | None = None) -> str:
+               thresholds, trained: str | None = None, labels: LabelSet = DEFAULT) -> str:
     cols = ["model"] + (["baseline (TF-IDF + LR)"] if baseline else [])
     lines = [f"# Evaluation of {name} on {split}", "", f"{report['n']} sentences. Thresholds tuned on dev: "
-             + ", ".join(f"{l} {t:.3f}" for l, t in zip(LABELS, thresholds)) + "."
+             + ", ".join(f"{l} {t:.3f}" for l, t in zip(labels.names, thresholds)) + "."
              + (f" Model trained {trained}." if trained else ""), "",
              "| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
 
@@ -111,7 +114,7 @@ def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict |
         vals = [get(report)] + ([get(baseline)] if baseline else [])
         lines.append(f"| {title} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
 
-    for label in LABELS:
+    for label in labels:
         for m in ("precision", "recall", "f1"):
             row(f"{label} {m}", lambda r, l=label, m=m: r["per_label"][l][m])
     for title, key in (("micro F1", "micro_f1"), ("macro F1", "macro_f1"), ("exact match", "exact_match"),
@@ -128,38 +131,40 @@ def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict |
 
 
 def write_report(out_dir: str | Path, name: str, split: str, examples: list[Example], probs: np.ndarray,
-                 thresholds, baseline: dict | None = None, extra: dict | None = None) -> EvalResult:
+                 thresholds, baseline: dict | None = None, extra: dict | None = None,
+                 labels: LabelSet = DEFAULT) -> EvalResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    y = np.array([to_vector(e.labels) for e in examples], dtype=int)
+    y = np.array([labels.vector(e.labels) for e in examples], dtype=int)
     pred = metrics.decide(probs, thresholds)
-    report = metrics.multilabel_report(y, pred)
+    report = metrics.multilabel_report(y, pred, labels)
     ece, bins = metrics.expected_calibration_error(y, probs)
-    files = _figures(out, name, y, probs, thresholds, report, (ece, bins))
+    files = _figures(out, name, y, probs, thresholds, report, (ece, bins), labels)
     with open(out / "errors.jsonl", "w", encoding="utf-8") as f:
         for e, yt, yp, p in zip(examples, y, pred, probs):
             if (yt != yp).any():
-                gold = [l for l, v in zip(LABELS, yt) if v]
-                got = [l for l, v in zip(LABELS, yp) if v]
+                gold, got = labels.from_vector(yt), labels.from_vector(yp)
                 f.write(json.dumps({"id": e.id, "text": e.text, "gold": gold, "predicted": got,
-                                    "gold_primary": primary_label(gold), "predicted_primary": primary_label(got),
-                                    "probabilities": {l: round(float(x), 4) for l, x in zip(LABELS, p)}},
+                                    "gold_primary": labels.primary(gold), "predicted_primary": labels.primary(got),
+                                    "probabilities": {l: round(float(x), 4) for l, x in zip(labels.names, p)}},
                                    ensure_ascii=False) + "\n")
     payload = {"name": name, "split": split, "thresholds": list(map(float, thresholds)), "metrics": report,
                "ece": ece, "calibration_bins": bins, "baseline": baseline, **(extra or {})}
     (out / "metrics.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     (out / "report.md").write_text(_report_md(name, split, report, ece, baseline, files, thresholds,
-                                              (extra or {}).get("model_trained")), encoding="utf-8")
-    return EvalResult(name, split, report, out, baseline, files + ["errors.jsonl", "metrics.json", "report.md"])
+                                              (extra or {}).get("model_trained"), labels), encoding="utf-8")
+    return EvalResult(name, split, report, out, baseline, files + ["errors.jsonl", "metrics.json", "report.md"],
+                      labels)
 
 
-def _baseline_report(train_path: str, dev_path: str, examples: list[Example]) -> dict:
+def _baseline_report(train_path: str, dev_path: str, examples: list[Example], labels: LabelSet = DEFAULT) -> dict:
     from .baseline import TfidfBaseline
 
-    base = TfidfBaseline().fit(load_examples(train_path), load_examples(dev_path))
-    y = np.array([to_vector(e.labels) for e in examples], dtype=int)
+    base = TfidfBaseline(labels=labels).fit(load_examples(train_path, labels=labels),
+                                            load_examples(dev_path, labels=labels))
+    y = np.array([labels.vector(e.labels) for e in examples], dtype=int)
     probs = base.predict_proba([e.text for e in examples])
-    return metrics.multilabel_report(y, metrics.decide(probs, base.thresholds))
+    return metrics.multilabel_report(y, metrics.decide(probs, base.thresholds), labels)
 
 
 REPORT_FILES = ("metrics.json", "report.md", "errors.jsonl")
@@ -180,11 +185,12 @@ def check_report_folder(out: Path, force: bool) -> None:
 
 def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None = None,
                    out_dir: str | Path | None = None, baseline: bool = True, backend: str = "auto",
-                   allow_unguarded: bool = False, device: str = "auto", force: bool = False) -> EvalResult:
+                   allow_unguarded: bool = False, device: str = "auto", force: bool = False,
+                   progress: bool = False) -> EvalResult:
     """Evaluate a trained model directory; returns the metrics and writes the report (into a
     folder that holds none yet, unless ``force``).  ``backend`` ``auto``: the fastest one that
     passed the model's accuracy guard here (the report names it)."""
-    from .score import StanceClassifier
+    from .classifier import StanceClassifier
 
     out = Path(out_dir) if out_dir else Path("evaluate") / Path(model_dir).resolve().name
     check_report_folder(out, force)
@@ -193,15 +199,16 @@ def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None 
     path = data or data_cfg.get(split)
     if not path:
         raise ValueError(f"no data for split {split!r} in the model's configuration; pass --data FILE")
-    examples = load_examples(path, data_cfg.get("text_field", "text"), data_cfg.get("labels_field", "labels"))
-    probs, _ = clf.predict_proba([e.text for e in examples])
+    examples = load_examples(path, data_cfg.get("text_field", "text"), data_cfg.get("labels_field", "labels"),
+                             clf.labels)
+    probs, _ = clf.predict_proba([e.text for e in examples], progress=progress)
     base = None
     if baseline and data_cfg.get("train") and Path(data_cfg["train"]).exists():
-        base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples)
+        base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples, clf.labels)
     name = Path(model_dir).resolve().name
     return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
                         {"model_path": str(model_dir), "backend": clf.backend.name, "backend_reason": clf.backend_reason,
-                         "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"})
+                         "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"}, clf.labels)
 
 
 def evaluate_baseline(config_path: str | None = "training/offline.toml", split: str = "test",
@@ -213,7 +220,9 @@ def evaluate_baseline(config_path: str | None = "training/offline.toml", split: 
     out = Path(out_dir) if out_dir else Path("evaluate") / "baseline"
     check_report_folder(out, force)
     cfg = load_config(config_path)
-    base = TfidfBaseline().fit(load_examples(cfg.data.train), load_examples(cfg.data.dev))
-    examples = load_examples(getattr(cfg.data, split))
+    labels = cfg.label_set
+    base = TfidfBaseline(labels=labels).fit(load_examples(cfg.data.train, labels=labels),
+                                            load_examples(cfg.data.dev, labels=labels))
+    examples = load_examples(getattr(cfg.data, split), labels=labels)
     probs = base.predict_proba([e.text for e in examples])
-    return write_report(out, "baseline", split, examples, probs, base.thresholds)
+    return write_report(out, "baseline", split, examples, probs, base.thresholds, labels=labels)

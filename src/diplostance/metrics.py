@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .labels import LABELS, NONE, PRIMARY_ORDER
+from .labels import DEFAULT, NONE, LabelSet
+from .labels import decide as _decide
 
 
 def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = 0.5) -> list[float]:
@@ -39,19 +40,21 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = 0.5)
 
 
 def decide(probs: np.ndarray, thresholds: list[float] | np.ndarray) -> np.ndarray:
-    return (probs >= np.asarray(thresholds)[None, :]).astype(int)
+    """:func:`diplostance.labels.decide` as 0/1 integers, for the metrics."""
+    return _decide(probs, np.asarray(thresholds)[None, :]).astype(int)
 
 
-def primary_indices(y: np.ndarray) -> np.ndarray:
-    """Index into ``PRIMARY_ORDER + ('none',)`` of each row's primary label."""
-    out = np.full(len(y), len(PRIMARY_ORDER), dtype=int)
-    for rank in reversed(range(len(PRIMARY_ORDER))):
-        col = LABELS.index(PRIMARY_ORDER[rank])
+def primary_indices(y: np.ndarray, label_set: LabelSet = DEFAULT) -> np.ndarray:
+    """Index into ``primary_order + ('none',)`` of each row's primary label."""
+    order = label_set.primary_order
+    out = np.full(len(y), len(order), dtype=int)
+    for rank in reversed(range(len(order))):
+        col = label_set.names.index(order[rank])
         out[y[:, col].astype(bool)] = rank
     return out
 
 
-def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, label_set: LabelSet = DEFAULT) -> dict:
     """Per-label precision/recall/F1, micro and macro F1, exact match, F1 of none, and the
     confusion matrix of the primary label (rows gold, columns predicted)."""
     y_true = np.asarray(y_true, dtype=int)
@@ -59,11 +62,12 @@ def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
     per_label = {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-        for i, name in enumerate(LABELS)
+        for i, name in enumerate(label_set.names)
     }
     none_true, none_pred = ~y_true.any(axis=1), ~y_pred.any(axis=1)
-    names = list(PRIMARY_ORDER) + [NONE]
-    cm = confusion_matrix(primary_indices(y_true), primary_indices(y_pred), labels=range(len(names)))
+    names = list(label_set.primary_order) + [NONE]
+    cm = confusion_matrix(primary_indices(y_true, label_set), primary_indices(y_pred, label_set),
+                          labels=range(len(names)))
     return {
         "per_label": per_label,
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),

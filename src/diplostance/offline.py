@@ -7,10 +7,13 @@ masked-language pretraining on the corpus text.
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
 from .config import ModelArgs, PretrainArgs
+
+log = logging.getLogger(__name__)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, max_length: int):
@@ -170,3 +173,46 @@ def init_embeddings(model, matrix, std: float = 0.02, seed: int = 0) -> None:
     weight = model.get_input_embeddings().weight
     with torch.no_grad():
         weight[torch.from_numpy(np.where(covered)[0])] = torch.from_numpy(proj.astype(np.float32))
+
+
+def prepare(config, texts: list[str], id2label: dict[int, str], work: Path, bf16: bool):
+    """The offline recipe's tokenizer and model: a sentencepiece tokenizer trained on ``texts``
+    (the training sentences and ``pretrain.extra_text``), optional word-vector initialisation and
+    masked-language pretraining, then a classifier with one output per label.  What is done is
+    kept in ``work``, so an interrupted run resumes without doing it again."""
+    from transformers import AutoTokenizer, CamembertForSequenceClassification, set_seed
+
+    seed = config.training.seed
+    corpus_texts = texts + _extra_text(config.pretrain.extra_text)
+    if (work / "tokenizer" / "tokenizer.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+    else:
+        tokenizer = train_tokenizer(corpus_texts, config.model.vocab_size, work / "spm", config.model.max_length)
+        tokenizer.save_pretrained(str(work / "tokenizer"))
+    set_seed(seed)
+    vectors = None
+    if config.model.init_embeddings:
+        vectors, covered = pretrained_piece_vectors(tokenizer, texts, config.model.init_embeddings)
+        log.info("%.0f%% of the token embeddings initialised from %s", 100 * covered, config.model.init_embeddings)
+    if config.pretrain.epochs <= 0:
+        model = build_model(config.model, tokenizer, id2label)
+        if vectors is not None:
+            init_embeddings(model, vectors, seed=seed)
+        return tokenizer, model
+    pre_dir = work / "pretrained"
+    if not (pre_dir / "config.json").exists():
+        mlm_pretrain(config.model, config.pretrain, tokenizer, corpus_texts, seed, pre_dir, bf16=bf16, vectors=vectors)
+    set_seed(seed)
+    model = CamembertForSequenceClassification.from_pretrained(
+        str(pre_dir), num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        problem_type="multi_label_classification")
+    return tokenizer, model
+
+
+def _extra_text(paths: list[str]) -> list[str]:
+    lines: list[str] = []
+    for path in paths:
+        lines += [x.strip() for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+    return lines
+
+

@@ -18,10 +18,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import DiplostanceError, OutputExistsError
-from .labels import LABELS
 
 try:
     import fcntl
@@ -34,15 +34,25 @@ class OutputError(DiplostanceError, ValueError):
     model to resume); nothing was written."""
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-COLUMNS = ["doc_id", "sentence_index", "n_sentences", "start", "end", "text", "labels", "primary",
-           *[f"p_{label}" for label in LABELS], "windows", "long", "truncated", "model", "model_version", "source"]
+#: The fixed columns, around one ``p_<label>`` column per label of the model (:func:`columns`).
+HEAD = ["doc_id", "sentence_index", "n_sentences", "start", "end", "text", "labels", "primary"]
+TAIL = ["windows", "long", "truncated", "model", "model_version", "source"]
+COLUMNS = HEAD + TAIL
 #: A CSV cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +, -,
 #: @, tab, CR): such text cells get a leading apostrophe, as OWASP recommends, and so does a
 #: cell that starts with an apostrophe, so that :func:`read_rows` can always take it off again.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 #: CSV columns that are numbers or flags, never neutralised.
-_TYPED = {"sentence_index", "n_sentences", "start", "end", "windows", "long", "truncated",
-          *[f"p_{label}" for label in LABELS]}
+_TYPED = {"sentence_index", "n_sentences", "start", "end", "windows", "long", "truncated"}
+
+
+def _probability_columns(row: dict) -> list[str]:
+    """The ``p_<label>`` columns of a row: those between ``primary`` and ``windows``."""
+    keys = list(row)
+    try:
+        return keys[keys.index("primary") + 1:keys.index("windows")]
+    except ValueError:
+        return [k for k in keys if k.startswith("p_")]
 
 
 def output_format(path: str | Path) -> str:
@@ -66,13 +76,13 @@ def read_rows(path: str | Path) -> list[dict]:
             rows = list(csv.DictReader(f))
         for row in rows:
             for key, value in row.items():
-                if key not in _TYPED and isinstance(value, str) and value.startswith("'"):
+                if key not in _TYPED and not key.startswith("p_") and isinstance(value, str) and value.startswith("'"):
                     row[key] = value[1:]  # the apostrophe that neutralised a formula
             row["labels"] = [x for x in row["labels"].split("|") if x]
             for key in ("sentence_index", "n_sentences", "start", "end", "windows"):
                 row[key] = int(row[key])
-            for label in LABELS:
-                row[f"p_{label}"] = float(row[f"p_{label}"])
+            for key in _probability_columns(row):
+                row[key] = float(row[key])
             row["long"] = row["long"] == "True"
             row["truncated"] = row.get("truncated") == "True"
         return rows
@@ -287,27 +297,94 @@ class RowWriter:
         if self.format == "jsonl":
             os.replace(self.partial, self.path)
             return
-        rows = read_rows(self.partial)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
+        # Two streaming passes over the partial rows: their columns (and, for Parquet, each
+        # column's type), then the rows themselves in batches; memory stays flat however many.
+        names, kinds = scan_columns(_iter_rows(self.partial))
         if self.format == "csv":
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=columns(rows), extrasaction="ignore")
+                writer = csv.DictWriter(f, fieldnames=names, extrasaction="ignore")
                 writer.writeheader()
-                for row in rows:
+                for row in _iter_rows(self.partial):
                     writer.writerow(csv_cells({**row, "labels": "|".join(row["labels"])}))
         else:
             import pyarrow.parquet as pq
 
-            pq.write_table(parquet_table(rows), tmp)
+            schema = parquet_schema(names, kinds)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                batch: list[dict] = []
+                for row in _iter_rows(self.partial):
+                    batch.append(row)
+                    if len(batch) == PARQUET_BATCH:
+                        writer.write_table(parquet_table(batch, schema))
+                        batch = []
+                if batch or not names:
+                    writer.write_table(parquet_table(batch, schema))
         os.replace(tmp, self.path)
         self.partial.unlink()
+
+
+#: Rows per Parquet row group written at a time.
+PARQUET_BATCH = 4096
+
+
+def _iter_rows(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                return  # torn write at the moment of a kill
+
+
+def scan_columns(rows: Iterable[dict]) -> tuple[list[str], dict[str, set[str]]]:
+    """The columns of ``rows`` (as :func:`columns` orders them) and the kinds of value each holds."""
+    first, extra, kinds = None, {}, {}
+    for row in rows:
+        if first is None:
+            first = row
+        for key, value in row.items():
+            extra.setdefault(key, None)
+            if value is not None:
+                kinds.setdefault(key, set()).add(_kind(value))
+    names = columns([first] if first is not None else [])
+    names += [k for k in extra if k not in names]
+    return names, kinds
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "strings"
+    return "json"
+
+
+def parquet_schema(names: list[str], kinds: dict[str, set[str]]):
+    """One Arrow type per column; a column whose values mix kinds is JSON text."""
+    import pyarrow as pa
+
+    types = {frozenset({"bool"}): pa.bool_(), frozenset({"int"}): pa.int64(), frozenset({"float"}): pa.float64(),
+             frozenset({"int", "float"}): pa.float64(), frozenset({"str"}): pa.string(),
+             frozenset({"strings"}): pa.list_(pa.string())}
+    return pa.schema([(name, types.get(frozenset(kinds.get(name, {"str"})), pa.string())) for name in names])
 
 
 def columns(rows: list[dict]) -> list[str]:
     """The fixed columns, then every other key of the rows (the inputs' metadata) in the order
     first met."""
-    extra = dict.fromkeys(k for row in rows for k in row if k not in COLUMNS)
-    return [*COLUMNS, *extra]
+    if not rows:
+        return list(COLUMNS)
+    probabilities = _probability_columns(rows[0])
+    fixed = [*HEAD, *probabilities, *TAIL]
+    extra = dict.fromkeys(k for row in rows for k in row if k not in fixed)
+    return [*fixed, *extra]
 
 
 def csv_cells(row: dict) -> dict:
@@ -323,18 +400,18 @@ def csv_cells(row: dict) -> dict:
     return cells
 
 
-def parquet_table(rows: list[dict]):
-    """A pyarrow table of all the rows' columns (``from_pylist`` alone keeps only the first
-    row's keys); a metadata column whose values mix types is written as JSON text."""
+def parquet_table(rows: list[dict], schema=None):
+    """A pyarrow table of ``rows`` with ``schema`` (default: from the rows themselves,
+    :func:`scan_columns`); a value of a JSON-text column is written as JSON."""
     import pyarrow as pa
 
-    names = columns(rows) if rows else COLUMNS
-    data = {name: [row.get(name) for row in rows] for name in names}
-    arrays = {}
-    for name, values in data.items():
-        try:
-            arrays[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            arrays[name] = pa.array([None if v is None else v if isinstance(v, str)
-                                     else json.dumps(v, ensure_ascii=False) for v in values])
-    return pa.table(arrays)
+    if schema is None:
+        schema = parquet_schema(*scan_columns(rows))
+    arrays = []
+    for field_ in schema:
+        values = [row.get(field_.name) for row in rows]
+        if field_.type == pa.string():
+            values = [None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+                      for v in values]
+        arrays.append(pa.array(values, type=field_.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

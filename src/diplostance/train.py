@@ -19,11 +19,9 @@ from . import corpus, metrics
 from .config import ConfigError, RunConfig
 from .errors import OutputExistsError  # noqa: F401 (also importable from here, its first home)
 from .hardware import bf16_arguments, cpu_name, reuse_freed_memory, use_bf16
-from .labels import LABELS, to_vector
-from .modeling import META_FILE, ModelMeta, library_versions, load_base, write_meta
+from .model_dir import META_FILE, RECIPE_FILE, SPM_FILE, ModelMeta, library_versions, save_model, write_card
 
 log = logging.getLogger(__name__)
-ID2LABEL = {i: name for i, name in enumerate(LABELS)}
 CHECKPOINTS = "checkpoints"
 WORK = "work"
 
@@ -47,7 +45,7 @@ def _prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> 
     """
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is a file, not a model directory; choose another --output")
-    saved = out / "training_config.toml"
+    saved = out / RECIPE_FILE
     if out.exists() and any(out.iterdir()):
         complete = (out / META_FILE).exists()
         if resume:
@@ -56,7 +54,7 @@ def _prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> 
                 if build is None:
                     raise OutputExistsError(f"{out}: this run already finished; nothing to resume "
                                             "(use --force to train again from scratch)")
-                _check_same_config(build / "training_config.toml", config)
+                _check_same_config(build / RECIPE_FILE, config)
                 log.warning("%s: resuming the interrupted replacement of this model (built in %s); the model "
                             "there now stays until the new one is complete", out, build)
                 return build
@@ -76,7 +74,7 @@ def _prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> 
             if build.exists():  # ours: left by an earlier failed call in this same process
                 shutil.rmtree(build)
             build.mkdir()
-            (build / "training_config.toml").write_text(config.to_toml(), encoding="utf-8")
+            (build / RECIPE_FILE).write_text(config.to_toml(), encoding="utf-8")
             return build
         elif (out / CHECKPOINTS).exists() and not complete:
             raise OutputExistsError(f"{out}: an interrupted training run is here; continue it with --resume, "
@@ -125,7 +123,7 @@ def _builds(out: Path) -> list[tuple[int, Path]]:
     for path in out.parent.glob(f".{out.name}.training-*"):
         pid = path.name.rsplit("-", 1)[-1]
         try:
-            if pid.isdigit() and path.is_dir() and (path / "training_config.toml").exists():
+            if pid.isdigit() and path.is_dir() and (path / RECIPE_FILE).exists():
                 found.append((path.stat().st_mtime, int(pid), path))
         except OSError:  # removed meanwhile by the run that owned it
             continue
@@ -195,7 +193,7 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
     return ""
 
 
-def _dataset(examples: list[corpus.Example], tokenizer, max_length: int, first_row: int = 0):
+def _dataset(examples: list[corpus.Example], tokenizer, max_length: int, labels, first_row: int = 0):
     """The examples tokenised, with their ``length`` (for length-grouped batches) and ``row``
     (``first_row`` + position: their index in the frozen bottom's cache, frozen.py)."""
     from datasets import Dataset, Features, Sequence, Value
@@ -205,7 +203,7 @@ def _dataset(examples: list[corpus.Example], tokenizer, max_length: int, first_r
                          "labels": Sequence(Value("float32")), "length": Value("int32"), "row": Value("int32")})
     return Dataset.from_dict({
         "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-        "labels": [to_vector(e.labels) for e in examples],
+        "labels": [labels.vector(e.labels) for e in examples],
         "length": [len(ids) for ids in enc["input_ids"]],
         "row": list(range(first_row, first_row + len(examples))),
     }, features=features)
@@ -224,55 +222,96 @@ def _bce_loss(pos_weight):
     return loss
 
 
-def _selection_metrics(eval_pred) -> dict[str, float]:
+def _selection_metrics(label_set):
     """Dev macro-F1 with per-label thresholds tuned on the same predictions (model selection)."""
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
-    y = np.asarray(labels).astype(int)
-    thresholds = metrics.tune_thresholds(y, probs)
-    report = metrics.multilabel_report(y, metrics.decide(probs, thresholds))
-    return {"macro_f1": report["macro_f1"], "micro_f1": report["micro_f1"]}
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        y = np.asarray(labels).astype(int)
+        thresholds = metrics.tune_thresholds(y, probs)
+        report = metrics.multilabel_report(y, metrics.decide(probs, thresholds), label_set)
+        return {"macro_f1": report["macro_f1"], "micro_f1": report["micro_f1"]}
+
+    return compute
 
 
 def load_split(config: RunConfig, split: str, limit: int = 0) -> list[corpus.Example]:
     path = getattr(config.data, split)
     if not Path(path).exists():
-        raise FileNotFoundError(f"data.{split}: {path} does not exist (run from the repository root, or set "
-                                f"--set data.{split}=PATH)")
-    examples = corpus.load_examples(path, config.data.text_field, config.data.labels_field)
+        raise FileNotFoundError(f"data.{split}: {path} does not exist (paths in a recipe are relative to the "
+                                f"recipe file; --set data.{split}=PATH gives another, relative to here)")
+    examples = corpus.load_examples(path, config.data.text_field, config.data.labels_field, config.label_set)
     return examples[:limit] if limit else examples
+
+
+@dataclass
+class Splits:
+    """The labelled sentences of a run, read and validated before anything is written."""
+
+    train: list[corpus.Example]
+    dev: list[corpus.Example]
+    test: list[corpus.Example] | None
+
+
+def load_data(config: RunConfig) -> Splits:
+    """Seam 1, data: the recipe's splits, each row checked against the recipe's labels."""
+    test = load_split(config, "test") if Path(config.data.test).exists() else None
+    return Splits(load_split(config, "train", config.data.limit), load_split(config, "dev"), test)
 
 
 def train(config: RunConfig, output: str | Path | None = None, resume: bool = False, force: bool = False,
           quiet: bool = False) -> TrainResult:
-    """Train a model as ``config`` describes and write its model directory; return its metrics."""
+    """Train a model as ``config`` describes and write its model directory; return its metrics.
+
+    The seams, each a function of its own: :func:`load_data`, :func:`build_model`, :func:`fit`,
+    :func:`tune_and_measure`, :func:`write_model`, :func:`run_guard`."""
     import torch
     import transformers
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
     started = time.time()
     out = Path(output or config.output)
     config.output = str(out)
-    # Read and validate all data before touching the output directory.
-    train_ex = load_split(config, "train", config.data.limit)
-    dev_ex = load_split(config, "dev")
+    data = load_data(config)  # all data read and validated before the output directory is touched
+    log.info("%s: %d training and %d dev sentences, labels %s", config.name, len(data.train), len(data.dev),
+             ", ".join(config.label_set.names))
     final, out = out, _prepare_output(out, config, resume, force)  # out: where to build (see _prepare_output)
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     if quiet:
         transformers.logging.set_verbosity_error()
-    t = config.training
-    bf16, why = use_bf16(t.bf16, "cuda" if torch.cuda.is_available() else "cpu")
+    bf16, why = use_bf16(config.training.bf16, "cuda" if torch.cuda.is_available() else "cpu")
     if why.startswith("warning"):
         warnings.warn(why.removeprefix("warning: "), stacklevel=2)
     else:
         log.info("precision: %s (%s)", "bf16 autocast" if bf16 else "fp32", why)
+    args = training_arguments(config, out, bf16, quiet)
+    tokenizer, model = build_model(config, data, out / WORK, bf16, args)
+    trainer = fit(config, model, tokenizer, data, args, bf16, quiet, out / CHECKPOINTS if resume else None)
+    if not trainer.is_world_process_zero():
+        return TrainResult(out, [], {}, time.time() - started)
+    # Without accelerate's mixed-precision wrapper: the dev thresholds, the metrics and the guard's
+    # reference come from the model's own fp32 forward, as scoring computes it, not under autocast.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).float().cpu().eval()
+    thresholds, results, p_dev = tune_and_measure(model, tokenizer, data, config)
+    results.update(run_facts(trainer, bf16, time.time() - started))
+    meta = write_model(out, model, tokenizer, config, data, thresholds, results)
+    results["guard"] = run_guard(out, meta, data.dev, p_dev, config.training.eval_batch_size)
+    (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    _swap_into_place(out, final)
+    return TrainResult(final, thresholds, results, time.time() - started)
+
+
+def training_arguments(config: RunConfig, out: Path, bf16: bool, quiet: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    t = config.training
     eval_kwargs = ({"eval_strategy": "steps", "eval_steps": t.eval_steps, "save_strategy": "steps",
                     "save_steps": t.eval_steps} if t.eval_steps else
                    {"eval_strategy": "epoch", "save_strategy": "epoch"})
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(out / CHECKPOINTS), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed, **bf16_arguments(bf16),
@@ -282,140 +321,140 @@ def train(config: RunConfig, output: str | Path | None = None, resume: bool = Fa
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), remove_unused_columns=False,
         **eval_kwargs,
     )
+
+
+def build_model(config: RunConfig, data: Splits, work: Path, bf16: bool, args):
+    """Seam 2, model: the tokenizer and the classifier to fine-tune, with one output per label of
+    the recipe: a base checkpoint (:func:`diplostance.bases.load_base`), or the offline model's
+    tokenizer and pretraining, done here (kept in ``work`` until the run is complete)."""
+    from transformers import set_seed
+
+    t = config.training
+    id2label = dict(enumerate(config.label_set.names))
     set_seed(t.seed)
-    work = out / WORK
     if config.is_offline:
         from . import offline
 
         with args.main_process_first(desc="offline tokenizer and pretraining"):
-            if (work / "tokenizer" / "tokenizer.json").exists():
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
-            else:
-                texts = [e.text for e in train_ex] + _extra_text(config.pretrain.extra_text)
-                tokenizer = offline.train_tokenizer(texts, config.model.vocab_size, work / "spm", config.model.max_length)
-                tokenizer.save_pretrained(str(work / "tokenizer"))
-            set_seed(t.seed)
-            vectors = None
-            if config.model.init_embeddings:
-                vectors, covered = offline.pretrained_piece_vectors(
-                    tokenizer, [e.text for e in train_ex], config.model.init_embeddings)
-                log.info("%.0f%% of the token embeddings initialised from %s", 100 * covered,
-                         config.model.init_embeddings)
-            if config.pretrain.epochs > 0:
-                pre_dir = work / "pretrained"
-                if not (pre_dir / "config.json").exists():
-                    texts = [e.text for e in train_ex] + _extra_text(config.pretrain.extra_text)
-                    offline.mlm_pretrain(config.model, config.pretrain, tokenizer, texts, t.seed, pre_dir,
-                                         bf16=bf16, vectors=vectors)
-                from transformers import CamembertForSequenceClassification
-
-                set_seed(t.seed)
-                model = CamembertForSequenceClassification.from_pretrained(
-                    str(pre_dir), num_labels=len(LABELS), id2label=ID2LABEL,
-                    label2id={v: k for k, v in ID2LABEL.items()}, problem_type="multi_label_classification")
-            else:
-                model = offline.build_model(config.model, tokenizer, ID2LABEL)
-                if vectors is not None:
-                    offline.init_embeddings(model, vectors, seed=t.seed)
+            tokenizer, model = offline.prepare(config, [e.text for e in data.train], id2label, work, bf16)
     else:
-        tokenizer, model = load_base(config.model.base, ID2LABEL, config.model.max_length)
+        from .bases import load_base
+
+        tokenizer, model = load_base(config.model.base, id2label, config.model.max_length)
     tokenizer.model_max_length = config.model.max_length
     if t.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    train_set = _dataset(train_ex, tokenizer, config.model.max_length)
-    dev_set = _dataset(dev_ex, tokenizer, config.model.max_length, first_row=len(train_ex))
+    return tokenizer, model
+
+
+def fit(config: RunConfig, model, tokenizer, data: Splits, args, bf16: bool, quiet: bool,
+        resume_from: Path | None):
+    """Seam 3, fit: the Trainer over the training split, selecting on dev macro-F1; with
+    ``training.freeze_layers`` and frozen embeddings, the frozen bottom runs once per sentence and
+    only the layers above it train (frozen.py).  ``resume_from``: the checkpoints folder of an
+    interrupted run.  Returns the trainer, its best model loaded."""
+    from transformers import EarlyStoppingCallback, Trainer
+
+    t = config.training
+    labels = config.label_set
+    train_set = _dataset(data.train, tokenizer, config.model.max_length, labels)
+    dev_set = _dataset(data.dev, tokenizer, config.model.max_length, labels, first_row=len(data.train))
     collator, bottom = _collator(tokenizer), None
-    if t.freeze_layers:
+    if t.freeze_layers and t.freeze_embeddings:  # the bottom's output never changes: compute it once
         from .frozen import FrozenBottom, collator as cached_collator
 
         bottom = FrozenBottom(model, t.freeze_layers)
-        if t.freeze_embeddings:  # the bottom's output never changes: compute it once
-            cache = _encode_bottom(bottom, list(train_set["input_ids"]) + list(dev_set["input_ids"]), tokenizer.pad_token_id,
-                                   bf16, quiet)
-            collator = cached_collator(cache)
-            bottom.detach()
-        else:
-            bottom = None
-
+        cache = _encode_bottom(bottom, list(train_set["input_ids"]) + list(dev_set["input_ids"]),
+                               tokenizer.pad_token_id, bf16, quiet)
+        collator = cached_collator(cache)
+        bottom.detach()
     pos_weight = None
     if t.pos_weight == "auto":
-        y = np.array([to_vector(e.labels) for e in train_ex])
+        y = np.array([labels.vector(e.labels) for e in data.train])
         pos = y.sum(axis=0)
         pos_weight = np.minimum((len(y) - pos) / np.maximum(pos, 1), 10.0).tolist()
-
     callbacks = [EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-        data_collator=collator, compute_metrics=_selection_metrics,
+        data_collator=collator, compute_metrics=_selection_metrics(labels),
         compute_loss_func=_bce_loss(pos_weight), callbacks=callbacks,
     )
-    last = _last_checkpoint(out / CHECKPOINTS) if resume else None
+    last = _last_checkpoint(resume_from) if resume_from else None
     reuse_freed_memory()
     trainer.train(resume_from_checkpoint=str(last) if last else None)
-    # Without accelerate's mixed-precision wrapper: the dev thresholds, the metrics and the guard's
-    # reference come from the model's own fp32 forward, as scoring computes it, not under autocast.
-    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     if bottom is not None:
         bottom.restore()
-    if not trainer.is_world_process_zero():
-        return TrainResult(out, [], {}, time.time() - started)
+    return trainer
 
-    # Thresholds on dev, then the final metrics.
-    from .inference import TorchBackend, predict_proba
 
-    model = model.float().cpu().eval()
+def tune_and_measure(model, tokenizer, data: Splits, config: RunConfig) -> tuple[list[float], dict, np.ndarray]:
+    """Seam 4, thresholds: each label's threshold tuned on dev (rounded as saved), then the dev and
+    test metrics with exactly those thresholds and the decision rule scoring uses.  Returns the
+    thresholds, the metrics and the dev probabilities (the guard's reference)."""
+    from .backends.base import TorchBackend, predict_proba
+
+    labels, t = config.label_set, config.training
     backend = TorchBackend(model)
-    y_dev = np.array([to_vector(e.labels) for e in dev_ex], dtype=int)
-    p_dev, _ = predict_proba(backend, tokenizer, [e.text for e in dev_ex], config.model.max_length, t.eval_batch_size)
-    thresholds = metrics.tune_thresholds(y_dev, p_dev)
-    results = {"dev": metrics.multilabel_report(y_dev, metrics.decide(p_dev, thresholds))}
-    if Path(config.data.test).exists():
-        test_ex = load_split(config, "test")
-        y_test = np.array([to_vector(e.labels) for e in test_ex], dtype=int)
-        p_test, _ = predict_proba(backend, tokenizer, [e.text for e in test_ex], config.model.max_length,
-                                  t.eval_batch_size)
-        results["test"] = metrics.multilabel_report(y_test, metrics.decide(p_test, thresholds))
-    seconds = time.time() - started
-    results["train_seconds"] = round(seconds, 1)
-    results["train_device"] = training_device(trainer.args)
-    results["precision"] = "bf16 autocast" if bf16 else "fp32"
-    loop_seconds = next((h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h), 0.0)
-    results["train_steps"] = trainer.state.global_step
-    results["seconds_per_step"] = round(loop_seconds / max(trainer.state.global_step, 1), 3)
-    results["best_dev_macro_f1_during_training"] = trainer.state.best_metric
 
+    def measure(examples):
+        y = np.array([labels.vector(e.labels) for e in examples], dtype=int)
+        p, _ = predict_proba(backend, tokenizer, [e.text for e in examples], config.model.max_length,
+                             t.eval_batch_size)
+        return y, p
+
+    y_dev, p_dev = measure(data.dev)
+    thresholds = [round(x, 6) for x in metrics.tune_thresholds(y_dev, p_dev)]
+    results = {"dev": metrics.multilabel_report(y_dev, metrics.decide(p_dev, thresholds), labels)}
+    if data.test is not None:
+        y_test, p_test = measure(data.test)
+        results["test"] = metrics.multilabel_report(y_test, metrics.decide(p_test, thresholds), labels)
+    return thresholds, results, p_dev
+
+
+def run_facts(trainer, bf16: bool, seconds: float) -> dict:
+    """How the run went: time, hardware, precision, steps."""
+    loop_seconds = next((h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h), 0.0)
+    return {"train_seconds": round(seconds, 1), "train_device": training_device(trainer.args),
+            "precision": "bf16 autocast" if bf16 else "fp32", "train_steps": trainer.state.global_step,
+            "seconds_per_step": round(loop_seconds / max(trainer.state.global_step, 1), 3),
+            "best_dev_macro_f1_during_training": trainer.state.best_metric}
+
+
+def write_model(out: Path, model, tokenizer, config: RunConfig, data: Splits, thresholds: list[float],
+                results: dict) -> ModelMeta:
+    """Seam 5, write: the model directory (:func:`diplostance.model_dir.save_model`); the run's
+    work files and checkpoints are removed once it is complete."""
     data_files = [config.data.train, config.data.dev]
+    labels = config.label_set
     meta = ModelMeta(
-        name=config.name, thresholds=[round(x, 6) for x in thresholds], max_length=config.model.max_length,
-        config=config.to_dict(),
+        name=config.name, labels=list(labels.names), primary_order=list(labels.primary_order),
+        thresholds=thresholds, max_length=config.model.max_length, config=config.to_dict(),
         training_data={"fingerprint": corpus.fingerprint(data_files), "files": data_files,
-                       "train_examples": len(train_ex), "dev_examples": len(dev_ex)},
+                       "train_examples": len(data.train), "dev_examples": len(data.dev)},
         metrics=results, versions=library_versions(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    if (work / "spm" / "sentencepiece.bpe.model").exists():
-        shutil.copy(work / "spm" / "sentencepiece.bpe.model", out / "sentencepiece.bpe.model")
-    from .model_card import write_model_card
-
-    write_model_card(out, meta)
-    write_meta(out, meta)  # last: its presence marks a complete model directory
+    save_model(out, model, tokenizer, meta, spm=out / WORK / "spm" / SPM_FILE)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
-    # The accuracy guard: bf16 and int8 against this fp32 forward on dev, recorded in the metadata;
-    # scoring then refuses a backend whose decisions stray (backends.check_guard).
-    from .backends import guard, native_rounding_backends, record_guard
+    shutil.rmtree(out / WORK, ignore_errors=True)
+    return meta
 
-    del backend
-    # Only the backends this CPU runs in hardware: an emulated bf16 would take minutes and never be used.
-    report = guard(out, [e.text for e in dev_ex], native_rounding_backends(), t.eval_batch_size, reference=p_dev)
-    results["guard"] = record_guard(out, report, f"dev split, {len(dev_ex)} sentences")
-    (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-    _swap_into_place(out, final)
-    return TrainResult(final, thresholds, results, seconds)
+
+def run_guard(out: Path, meta: ModelMeta, dev: list[corpus.Example], p_dev: np.ndarray, batch_size: int) -> dict:
+    """Seam 6, guard: the rounding backends this machine runs natively against the fp32 forward on
+    dev, recorded in ``guard.json`` and in the card; scoring then refuses a backend whose decisions
+    stray (:func:`diplostance.backends.guard.check_guard`).  An emulated backend is not measured: it
+    would take minutes and never be used."""
+    from .backends import native_rounding_backends
+    from .backends.guard import guard, record_guard
+
+    names = native_rounding_backends()
+    log.info("accuracy guard: %s against fp32 on the dev split (%d sentences)", ", ".join(names) or "nothing to check",
+             len(dev))
+    report = guard(out, [e.text for e in dev], names, batch_size, reference=p_dev)
+    record = record_guard(out, report, f"dev split, {len(dev)} sentences")
+    write_card(out, meta, record)
+    return record
 
 
 def training_device(args) -> str:
@@ -458,13 +497,6 @@ def _collator(tokenizer):
         return batch
 
     return collate
-
-
-def _extra_text(paths: list[str]) -> list[str]:
-    lines: list[str] = []
-    for path in paths:
-        lines += [x.strip() for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
-    return lines
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

@@ -1,4 +1,5 @@
-"""ONNX export (``torch.onnx.export``) and the ONNX Runtime scoring backend.
+"""ONNX export (``torch.onnx.export``); the ONNX Runtime backends that run it are in
+:mod:`diplostance.backends.onnx`.
 
 ``diplostance export MODEL`` writes ``model.onnx`` (fp32) and ``model.int8.onnx`` (dynamic
 int8 quantisation of the MatMul weights) into the model directory.  optimum's exporter is not
@@ -18,17 +19,15 @@ other and passive waiting measured about 1.4x faster.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 EXPORT_RECORD = "onnx_export.json"
 
 
-def _weights_digest(model_dir: Path) -> str:
+def weights_digest(model_dir: Path) -> str:
     import hashlib
 
     with open(model_dir / "model.safetensors", "rb") as f:  # streamed: no copy of the weights in memory
@@ -40,7 +39,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, opset: int = 18) -
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from ..modeling import read_meta
+    from ..model_dir import read_meta
 
     model_dir = Path(model_dir)
     read_meta(model_dir)
@@ -66,7 +65,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, opset: int = 18) -
     written = [out]
     import json
 
-    (model_dir / EXPORT_RECORD).write_text(json.dumps({"weights_sha256": _weights_digest(model_dir),
+    (model_dir / EXPORT_RECORD).write_text(json.dumps({"weights_sha256": weights_digest(model_dir),
                                                         "opset": opset}), encoding="utf-8")
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -87,35 +86,3 @@ def _fuse(path: Path, config) -> None:
     fused = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
                            hidden_size=config.hidden_size, opt_level=0)
     fused.save_model_to_file(str(path))
-
-
-class OnnxBackend:
-    """ONNX Runtime inference on the CPU (fp32 or int8 file)."""
-
-    def __init__(self, model_dir: str | Path, quantized: bool = False, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ImportError("the onnx backends need onnxruntime: pip install 'diplostance[onnx]'") from None
-        path = Path(model_dir) / (ONNX_INT8_FILE if quantized else ONNX_FILE)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; run 'diplostance export {model_dir}' first")
-        import json
-
-        record = Path(model_dir) / EXPORT_RECORD
-        if not record.exists() or json.loads(record.read_text())["weights_sha256"] != _weights_digest(Path(model_dir)):
-            raise FileNotFoundError(f"{path} was not exported from this model's current weights; "
-                                    f"run 'diplostance export {model_dir}' again")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.name = "onnx-int8" if quantized else "onnx"
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"input_ids": input_ids.astype(np.int64),
-                                             "attention_mask": attention_mask.astype(np.int64)})[0]

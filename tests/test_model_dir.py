@@ -3,7 +3,9 @@ import time
 
 import pytest
 
-from diplostance.modeling import HubUnavailableError, ModelDirError, load_base, read_meta, windows
+from diplostance.backends.base import windows
+from diplostance.bases import HubUnavailableError, load_base
+from diplostance.model_dir import ModelDirError, read_meta
 
 ID2LABEL = {0: "commitment", 1: "support", 2: "opposition", 3: "greeting"}
 

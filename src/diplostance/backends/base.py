@@ -1,4 +1,5 @@
-"""Raw inference: token windows, length-sorted dynamic batches, sigmoid probabilities.
+"""What every backend shares: the :class:`Backend` interface, :class:`TorchBackend`, and
+:func:`predict_proba` (token windows, length-sorted dynamic batches, sigmoid probabilities).
 
 A backend turns padded token-id batches into logits; :func:`predict_proba` does the rest and
 is shared by training (dev thresholds), evaluation and scoring, so every path gives the same
@@ -10,8 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .hardware import release_free_memory
-from .modeling import encode_with_windows
+from ..hardware import release_free_memory
 
 
 class Backend(Protocol):
@@ -46,8 +46,7 @@ class TorchBackend:
 
 #: Batches are padded to a multiple of this many tokens: far fewer distinct shapes, so oneDNN's
 #: cache of compiled kernels (one set per shape) stays small and is reused instead of growing with
-#: every new width met (measured on the base-shaped model in bf16: resident memory flat instead of
-#: +100 MB over 1,700 sentences, and no slower).  Padding is masked: the probabilities do not change.
+#: every new width met.  Padding is masked: the probabilities do not change.
 PAD_MULTIPLE = 8
 
 
@@ -109,3 +108,32 @@ def _batches(order: np.ndarray, lengths: list[int], batch_size: int, batch_token
             start, tokens = k, 0
         tokens += lengths[i]
     yield order[start:]
+
+
+def windows(ids: list[int], size: int, stride: int) -> list[list[int]]:
+    """Overlapping windows of at most ``size`` token ids covering all of ``ids``."""
+    if len(ids) <= size:
+        return [ids]
+    out, start = [], 0
+    while True:
+        out.append(ids[start:start + size])
+        if start + size >= len(ids):
+            return out
+        start += stride
+
+
+def encode_with_windows(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
+    """Token ids (with special tokens) of every window of every text, and each window's text index.
+
+    A text longer than ``max_length`` tokens is cut into windows overlapping by half; its
+    probability for a label is the maximum over its windows (a stance anywhere counts).
+    """
+    body = max_length - 2
+    enc = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    seqs, owner = [], []
+    for i, ids in enumerate(enc):
+        for w in windows(ids, body, max(body // 2, 1)):
+            seqs.append([cls, *w, sep])
+            owner.append(i)
+    return seqs, owner

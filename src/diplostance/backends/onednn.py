@@ -4,32 +4,24 @@ Two kinds of linear layer, used by the packed forward (packed.py), which also fu
 and value into one product and runs the residual additions and the exact GELU inside them:
 
 * ``PackedLinear`` (bf16, and fp32 for the exact backend): the weight reordered once into
-  oneDNN's blocked layout (AMX / AVX-512 BF16 kernels); ``F.linear`` in bf16 would re-pack it
-  on every call.  In fp32, oneDNN's products with the GELU and the residual addition inside
-  measured 10-17% faster than MKL's ``F.linear`` followed by them (AMD EPYC, base shapes).
+  oneDNN's blocked layout (AMX / AVX-512 BF16 kernels), because ``F.linear`` in bf16 would
+  re-pack it on every call; in fp32, oneDNN's products with the GELU and the residual addition
+  inside beat MKL's ``F.linear`` followed by them.
 * ``Int8Linear``: a u8 x s8 oneDNN matrix product (AMX where the CPU has it, AVX-512 VNNI
-  otherwise), which measured about 2x (VNNI, AMD EPYC) to 4x (AMX, Intel Xeon) the bf16 kernels'
-  throughput on the base-shaped model's shapes (evaluate/benchmarks/results.md).  Weights are
-  quantised once, per output channel, symmetric; activations are quantised at run time, one
-  scale per token, so nothing needs calibrating and a sentence's result does not depend on the
-  other sentences of its batch.  Everything else (embeddings, layer norms, attention, the
+  otherwise).  Weights are quantised once, per output channel, symmetric; activations are
+  quantised at run time with one scale per token, so nothing needs calibrating and a sentence's
+  result does not depend on the other sentences of its batch (one scale per batch let a few
+  tokens with large activations after the GELU set the scale for all the others, and the
+  accuracy guard refused it).  Everything else (embeddings, layer norms, attention, the
   classification head) runs in bf16.
 
-Per-token scales replaced one scale per batch and layer input: on the e5-small recipe's dev split
-the int8 decisions agreed with fp32 on 99.40% of them per batch (below the guard's 99.5%; a few
-tokens with large activations after the GELU set the scale for all the others) and on 99.92% per
-token.  oneDNN's int8 product takes a single input scale, so it runs on the codes and one pass
-after it applies the row scales, the bias, the GELU or the residual.  The packed forward
+oneDNN's int8 product takes a single input scale, so it runs on the codes and one pass after it
+applies the row scales, the bias, the GELU or the residual.  The packed forward
 (``packed._Int8Layer``) fuses everything between two products into one such pass, and the moves
-into and out of attention's layout into the passes next to them.  Against oneDNN's own GELU and
-residual post-ops with one scale per batch, that kept the speed of the base-shaped and e5 models
-(AMD EPYC; 0.90x on a small model of hidden size 256, where the GELU, free inside oneDNN's
-product before, weighs more); the layout moves made the base-shaped model 4-6% faster again.
-The passes are compiled with ``torch.compile`` when a C++ compiler is present (:func:`kernels`;
-each on first use, cached on disk by inductor); otherwise, or with
-``DIPLOSTANCE_COMPILE=0``, they run eagerly with the same results up to rounding.  Where the rest
-of the int8 backend's time goes (attention, layer norms, Python) is profiled in
-evaluate/benchmarks/results.md.
+into and out of attention's layout into the passes next to them.  The passes are compiled with
+``torch.compile`` when a C++ compiler is present (:func:`kernels`; each on first use, cached on
+disk by inductor); otherwise, or with ``DIPLOSTANCE_COMPILE=0``, they run eagerly with the same
+results up to rounding.  What each choice measured is in evaluate/benchmarks/README.md.
 
 For models the packed forward does not support, :func:`pack_bf16` and :func:`quantize_int8`
 replace the linear layers of the transformers model itself, without fusions.
@@ -44,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import hardware
-from .hardware import release_free_memory
+from .. import hardware
+from ..hardware import release_free_memory
 
 
 @functools.cache
