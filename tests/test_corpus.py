@@ -188,3 +188,22 @@ def test_an_empty_corpus_is_a_problem(tmp_path):
     problems = _problems(tmp_path)
     assert any("documents/train.jsonl: no documents" in p for p in problems), problems
     assert any("sentences/test.jsonl: no sentences" in p for p in problems), problems
+
+
+def test_the_challenge_set_never_meets_training_or_tuning():
+    """The blind challenge set is held out: none of its sentences is (nearly) a corpus sentence,
+    and no recipe reads it."""
+    import json
+
+    from diplostance.corpus import near_duplicate_pairs, normalise
+
+    challenge = [json.loads(l)["text"] for l in (DATA / "challenge" / "sentences" / "challenge.jsonl")
+                 .read_text(encoding="utf-8").splitlines() if l.strip()]
+    corpus = [json.loads(l)["text"] for split in ("train", "dev", "test")
+              for l in (DATA / "sentences" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    assert len(challenge) == 420
+    assert not {normalise(t) for t in challenge} & {normalise(t) for t in corpus}
+    pairs = near_duplicate_pairs(challenge + corpus)
+    assert not [p for p in pairs if (p[0] < len(challenge)) != (p[1] < len(challenge))]
+    for recipe in (DATA.parent / "training").glob("*.toml"):
+        assert "challenge" not in recipe.read_text(encoding="utf-8"), recipe
