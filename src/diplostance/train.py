@@ -379,12 +379,36 @@ def fit(config: RunConfig, model, tokenizer, data: Splits, args, bf16: bool, qui
         data_collator=collator, compute_metrics=_selection_metrics(labels),
         compute_loss_func=_bce_loss(pos_weight), callbacks=callbacks,
     )
+    _logs_to_stderr(trainer, quiet)
     last = _last_checkpoint(resume_from) if resume_from else None
     reuse_freed_memory()
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     if bottom is not None:
         bottom.restore()
     return trainer
+
+
+def _logs_to_stderr(trainer, quiet: bool) -> None:
+    """The Trainer prints its logs (loss, learning rate, ...) on standard output, where they would
+    mix with a command's result (``train --json``): send them to this module's logger instead
+    (standard error, silent under ``--quiet``), and keep the progress bar (standard error)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class Logs(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                log.info("%s", {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items()
+                                if k != "total_flos"})
+
+    class Bar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if not quiet:
+        trainer.add_callback(Bar())
+    trainer.add_callback(Logs())
 
 
 def tune_and_measure(model, tokenizer, data: Splits, config: RunConfig) -> tuple[list[float], dict, np.ndarray]:
