@@ -31,6 +31,17 @@ def test_evaluate_writes_metrics_figures_errors_and_baseline(tiny_model, tmp_pat
     assert all(e["gold"] != e["predicted"] for e in errors)
     assert all(set(e["probabilities"]) == {"commitment", "support", "opposition", "greeting"} for e in errors)
     assert "macro F1" in result.summary()
+    # uncertainty: intervals, the paired comparison with the baseline, breakdowns, what misses became
+    u = m["uncertainty"]
+    lo, hi = u["intervals"]["macro_f1"]
+    assert lo <= m["macro_f1"] <= hi and "95% interval" in result.summary()
+    assert set(u["versus_baseline"]) == {"difference", "interval", "wins", "loses"}
+    assert "the baseline (macro-F1" in result.summary()
+    assert u["by_style"] and all(r["n"] >= 20 for r in u["by_style"].values()) and "R14" in u["by_rule"]
+    assert set(u["confusion"]) == set(m["per_label"])
+    for heading in ("## Uncertainty", "## What each label's misses became", "## By source style", "## By guideline rule"):
+        assert heading in report, heading
+    assert "decisions" not in data["baseline"]
 
 
 def test_evaluate_on_a_data_file_and_cli(tiny_model, tmp_path, capsys):

@@ -39,6 +39,10 @@ class Example:
     id: str = ""
     doc_id: str = ""
     where: str = ""  # "path:line", for messages
+    #: Source style and the guidelines' rules the sentence exercises, where the file gives them
+    #: (for the breakdowns of evaluation reports).
+    style: str = ""
+    rules: tuple[int, ...] = ()
 
 
 def words(text: str) -> list[str]:
@@ -109,7 +113,10 @@ def load_examples(path: str | Path, text_field: str = "text", labels_field: str 
             raise CorpusError(f"{where}: conflicting labels for the same sentence: {gold} here, "
                               f"{first_labels} on line {first_line}")
         seen_text.setdefault(key, (number, gold))
-        examples.append(Example(text=text, labels=gold, id=ident, doc_id=str(obj.get("doc_id", "")), where=where))
+        rules = obj.get("rules") if isinstance(obj.get("rules"), list) else []
+        examples.append(Example(text=text, labels=gold, id=ident, doc_id=str(obj.get("doc_id", "")), where=where,
+                                style=str(obj.get("style") or obj.get("genre") or ""),
+                                rules=tuple(r for r in rules if isinstance(r, int) and not isinstance(r, bool))))
     if not examples:
         raise CorpusError(f"{path}: no examples (expected JSON lines with '{text_field}' and '{labels_field}')")
     return examples

@@ -27,6 +27,14 @@ class EvalResult:
         rows = [("macro F1", "macro_f1"), ("micro F1", "micro_f1"), ("exact match", "exact_match"),
                 ("F1 of none", "none_f1")]
         head = f"{self.name} on {self.split} ({self.metrics['n']} sentences)"
+        ci = (self.metrics.get("uncertainty") or {}).get("intervals", {}).get("macro_f1")
+        if ci:
+            head += f"; macro-F1 95% interval {ci[0]:.3f}-{ci[1]:.3f}"
+        versus = (self.metrics.get("uncertainty") or {}).get("versus_baseline")
+        if versus:
+            verdict = "better than" if versus["wins"] else "worse than" if versus["loses"] else "not distinguishable from"
+            head += (f"; {verdict} the baseline (macro-F1 {versus['difference']:+.3f}, interval "
+                     f"{versus['interval'][0]:+.3f} to {versus['interval'][1]:+.3f})")
         lines = [head]
         for title, key in rows:
             base = f"   baseline {self.baseline[key]:.3f}" if self.baseline else ""
@@ -102,6 +110,38 @@ def _figures(out: Path, name: str, y: np.ndarray, probs: np.ndarray, thresholds,
     return files
 
 
+def _uncertainty_md(report: dict, labels: LabelSet) -> list[str]:
+    """The intervals, the comparison with the baseline, the breakdowns and the multi-label confusion."""
+    u = report.get("uncertainty")
+    if not u:
+        return []
+    ci = u["intervals"]
+    lines = ["", f"## Uncertainty ({int(100 * u['level'])}% bootstrap intervals, {u['samples']} resamples of the "
+             "sentences)", "", "| | F1 | interval |", "|---|---:|---|",
+             f"| macro | {report['macro_f1']:.3f} | {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f} |"]
+    lines += [f"| {l} | {report['per_label'][l]['f1']:.3f} | {ci[l][0]:.3f}-{ci[l][1]:.3f} |" for l in labels]
+    if u.get("versus_baseline"):
+        v = u["versus_baseline"]
+        verdict = ("better than" if v["wins"] else "worse than" if v["loses"] else
+                   "not distinguishable from (the interval holds 0)")
+        lines += ["", f"Against the baseline on the same resamples: macro-F1 {v['difference']:+.3f} "
+                      f"({v['interval'][0]:+.3f} to {v['interval'][1]:+.3f}): {verdict} the baseline."]
+    confusion = u["confusion"]
+    lines += ["", "## What each label's misses became", "",
+              "| gold label | sentences | found | missed as none | " + " | ".join(f"got {l} instead" for l in labels)
+              + " |", "|---" * (4 + len(labels)) + "|"]
+    for l in labels:
+        c = confusion[l]
+        lines.append(f"| {l} | {c['gold']} | {c['found']} | {c['missed_as_none']} | "
+                     + " | ".join("" if o == l else str(c["instead"][o]) for o in labels) + " |")
+    for title, key in (("source style", "by_style"), ("guideline rule", "by_rule")):
+        if u.get(key):
+            lines += ["", f"## By {title} (20 sentences or more)", "", f"| {title} | sentences | macro-F1 | exact match |",
+                      "|---|---:|---:|---:|"]
+            lines += [f"| {g} | {r['n']} | {r['macro_f1']:.3f} | {r['exact_match']:.3f} |" for g, r in u[key].items()]
+    return lines
+
+
 def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict | None, files: list[str],
                thresholds, trained: str | None = None, labels: LabelSet = DEFAULT) -> str:
     cols = ["model"] + (["baseline (TF-IDF + LR)"] if baseline else [])
@@ -126,6 +166,7 @@ def _report_md(name: str, split: str, report: dict, ece: float, baseline: dict |
     lines += ["| gold \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for n, r in zip(names, report["primary_confusion"]["matrix"]):
         lines.append(f"| {n} | " + " | ".join(map(str, r)) + " |")
+    lines += _uncertainty_md(report, labels)
     lines += [""] + [f"![{f}]({f})" for f in files] + ["", "Misclassified sentences: `errors.jsonl`.", ""]
     return "\n".join(lines)
 
@@ -138,6 +179,9 @@ def write_report(out_dir: str | Path, name: str, split: str, examples: list[Exam
     y = np.array([labels.vector(e.labels) for e in examples], dtype=int)
     pred = metrics.decide(probs, thresholds)
     report = metrics.multilabel_report(y, pred, labels)
+    report["uncertainty"] = uncertainty(y, pred, examples, labels, (baseline or {}).get("decisions"))
+    if baseline:
+        baseline = {k: v for k, v in baseline.items() if k != "decisions"}
     ece, bins = metrics.expected_calibration_error(y, probs)
     files = _figures(out, name, y, probs, thresholds, report, (ece, bins), labels)
     with open(out / "errors.jsonl", "w", encoding="utf-8") as f:
@@ -157,6 +201,23 @@ def write_report(out_dir: str | Path, name: str, split: str, examples: list[Exam
                       labels)
 
 
+def uncertainty(y: np.ndarray, pred: np.ndarray, examples: list[Example], labels: LabelSet,
+                baseline_decisions=None) -> dict:
+    """Bootstrap intervals, the paired comparison with the baseline (when its decisions are
+    given), the multi-label confusion, and macro-F1 by source style and by guideline rule."""
+    out = metrics.confidence_intervals(y, pred, labels.names)
+    if baseline_decisions is not None:
+        out["versus_baseline"] = metrics.paired_difference(y, pred, np.asarray(baseline_decisions))
+    out["confusion"] = metrics.multilabel_confusion(y, pred, labels.names)
+    styles = [[e.style] if e.style else [] for e in examples]
+    if any(styles):
+        out["by_style"] = metrics.breakdown(y, pred, styles, labels.names)
+    rules = [[f"R{r}" for r in e.rules] for e in examples]
+    if any(rules):
+        out["by_rule"] = metrics.breakdown(y, pred, rules, labels.names)
+    return out
+
+
 def _baseline_report(train_path: str, dev_path: str, examples: list[Example], labels: LabelSet = DEFAULT) -> dict:
     from .baseline import TfidfBaseline
 
@@ -164,7 +225,8 @@ def _baseline_report(train_path: str, dev_path: str, examples: list[Example], la
                                             load_examples(dev_path, labels=labels))
     y = np.array([labels.vector(e.labels) for e in examples], dtype=int)
     probs = base.predict_proba([e.text for e in examples])
-    return metrics.multilabel_report(y, metrics.decide(probs, base.thresholds), labels)
+    decisions = metrics.decide(probs, base.thresholds)
+    return {**metrics.multilabel_report(y, decisions, labels), "decisions": decisions.tolist()}
 
 
 REPORT_FILES = ("metrics.json", "report.md", "errors.jsonl")
