@@ -122,10 +122,10 @@ def _uncertainty_md(report: dict, labels: LabelSet) -> list[str]:
     lines += [f"| {l} | {report['per_label'][l]['f1']:.3f} | {ci[l][0]:.3f}-{ci[l][1]:.3f} |" for l in labels]
     if u.get("versus_baseline"):
         v = u["versus_baseline"]
-        verdict = ("better than" if v["wins"] else "worse than" if v["loses"] else
-                   "not distinguishable from (the interval holds 0)")
+        verdict = ("better than the baseline" if v["wins"] else "worse than the baseline" if v["loses"] else
+                   "not distinguishable from the baseline (the interval holds 0)")
         lines += ["", f"Against the baseline on the same resamples: macro-F1 {v['difference']:+.3f} "
-                      f"({v['interval'][0]:+.3f} to {v['interval'][1]:+.3f}): {verdict} the baseline."]
+                      f"({v['interval'][0]:+.3f} to {v['interval'][1]:+.3f}): {verdict}."]
     confusion = u["confusion"]
     lines += ["", "## What each label's misses became", "",
               "| gold label | sentences | found | missed as none | " + " | ".join(f"got {l} instead" for l in labels)
