@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import tomllib
 
 import pytest
@@ -10,7 +12,10 @@ from conftest import ROOT
 @pytest.mark.parametrize("recipe", ["offline.toml", "tiny.toml", "camembert-base.toml"])
 def test_shipped_recipes_load(recipe):
     config = load_config(ROOT / "training" / recipe)
-    assert config.output.startswith("models/")
+    # paths in a recipe are relative to the recipe file: the repository's models/ and data/
+    assert config.output == str(ROOT / "models" / config.name)
+    for split in ("train", "dev", "test"):
+        assert Path(getattr(config.data, split)).is_file(), split
 
 
 def test_overrides_are_typed():
