@@ -62,7 +62,7 @@ HRV|la Croatie|croate|Zagreb
 CUB|Cuba|cubain|La Havane
 DNK|le Danemark|danois|Copenhague
 DJI|Djibouti|djiboutien|
-DOM|la République dominicaine|dominicain|Saint-Domingue
+DOM|la République dominicaine|dominicain|Saint-Domingue;Santo Domingo
 EGY|l'Égypte|égyptien|Le Caire
 ARE|les Émirats arabes unis;les Émirats;les EAU|émirien;émirati|Abou Dhabi;Abu Dhabi
 ECU|l'Équateur|équatorien|Quito
