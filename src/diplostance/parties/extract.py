@@ -347,8 +347,10 @@ def _remember(state: _State, actors: list[Party]) -> None:
 
 _SUBJECT_START = re.compile(r"^\W*(?:«\s*)?(?P<subj>il|elle|ils|elles|je|j['’]|nous|on|"
                             r"l[ea]s?\s+[\w'’-]+(?:\s+[\w'’-]+){0,3}?)\b", re.I)
-_VERB = re.compile(r"\b(?:a|ont|est|sont|sera|seront|va|vont|s['’]est|se sont|se|s['’]|[a-zéèê]+(?:e|ent|era|eront|"
-                   r"ait|aient))\b")
+_VERB = re.compile(r"\b(?:a|ont|est|sont|sera|seront|va|vont|avait|avaient|entend|entendent|s['’]est|se sont|"
+                   r"(?:condamn|salu|soutien|rejett|dénonc|remerci|félicit|s['’]engag|convien|s['’]oppos|appell|"
+                   r"exhort|réaffirm|exprim|adress|transmet|souhait|appui|déplor|regrett|accueill|annonc|promet|"
+                   r"poursui|continu|renforc|reconna|insist|rappell|présent|signe|décid)\w*)\b")
 
 
 def heuristic_roles(sentence: str, start: int, mentions: list[Mention], labels: list[str], state: _State) -> dict:
