@@ -50,6 +50,28 @@ class SentenceRecord(Prediction):
     source: str = ""
     #: The input row's other fields (table inputs), added after the fixed columns.
     meta: dict = field(default_factory=dict)
+    #: Who to whom, per label (:mod:`diplostance.parties`): ``{label: Roles}``; None when the
+    #: stances were not attributed (``score --no-actors``).
+    parties: dict | None = None
+
+    @property
+    def actors(self) -> list[str]:
+        """The codes of the parties taking this sentence's stances (all labels)."""
+        return _codes(r.actors for r in (self.parties or {}).values())
+
+    @property
+    def targets(self) -> list[str]:
+        """The codes of the parties the stances are directed at (all labels)."""
+        return _codes(r.targets for r in (self.parties or {}).values())
+
+    def party_fields(self) -> dict:
+        """``actors``, ``targets`` (codes, all labels), ``actor_spans``, ``target_spans`` (the
+        named ones: code, text, start and end in the document) and ``parties`` (per label)."""
+        roles = (self.parties or {}).values()
+        return {"actors": self.actors, "targets": self.targets,
+                "actor_spans": _spans(p for r in roles for p in r.actors),
+                "target_spans": _spans(p for r in roles for p in r.targets),
+                "parties": {label: r.to_dict() for label, r in (self.parties or {}).items()}}
 
     def row(self, model: str = "", version: str = "") -> dict:
         row = {"doc_id": self.doc_id, "sentence_index": self.index, "n_sentences": self.n_sentences,
@@ -58,7 +80,22 @@ class SentenceRecord(Prediction):
                **{f"p_{k}": round(float(v), 6) for k, v in self.probabilities.items()},
                "windows": self.windows, "long": self.long, "truncated": self.truncated, "model": model,
                "model_version": version, "source": self.source}
+        if self.parties is not None:
+            row.update(self.party_fields())
         return add_meta(row, self.meta)
+
+
+def _codes(groups) -> list[str]:
+    return list(dict.fromkeys(p.code for group in groups for p in group))
+
+
+def _spans(parties) -> list[dict]:
+    seen, out = set(), []
+    for p in parties:
+        if p.text is not None and (p.code, p.start) not in seen:
+            seen.add((p.code, p.start))
+            out.append({"code": p.code, "text": p.text, "start": p.start, "end": p.end})
+    return out
 
 
 def add_meta(row: dict, meta: dict) -> dict:
@@ -79,7 +116,8 @@ class StanceClassifier:
     >>> clf.predict(["Le Canada condamne fermement ces frappes."])[0].labels
     """
 
-    def __init__(self, path, meta, tokenizer, backend, splitter: Splitter, batch_size: int = 32):
+    def __init__(self, path, meta, tokenizer, backend, splitter: Splitter, batch_size: int = 32,
+                 attribution: str = "auto"):
         self.path = Path(path)
         self.meta = meta
         self.tokenizer = tokenizer
@@ -90,6 +128,18 @@ class StanceClassifier:
         self.thresholds = np.asarray(meta.thresholds, dtype=np.float32)
         self.max_sentence_chars = MAX_SENTENCE_CHARS
         self.backend_reason = getattr(backend, "name", "")
+        #: how :meth:`score` finds who to whom (:class:`diplostance.parties.Attributor`)
+        self.attribution = attribution
+        self._attributor = None
+
+    @property
+    def attributor(self):
+        """The :class:`~diplostance.parties.Attributor`, loaded on first use."""
+        if self._attributor is None:
+            from .parties import Attributor
+
+            self._attributor = Attributor(self.attribution)
+        return self._attributor
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", splitter: str | Splitter = "default",
@@ -167,7 +217,7 @@ class StanceClassifier:
 
     # ------------------------------------------------------------------ documents
     def score(self, documents: Iterable[Document | tuple[str, str] | str] | str, chunk_sentences: int = 512,
-              skip: set[str] | frozenset = frozenset()) -> Iterator[list[SentenceRecord]]:
+              skip: set[str] | frozenset = frozenset(), actors: bool = True) -> Iterator[list[SentenceRecord]]:
         """Yield, per document and in input order, the list of its sentence records.
 
         A bare string is one document (id ``"0"``), as is each string of an iterable (id: its
@@ -178,6 +228,9 @@ class StanceClassifier:
         Documents whose id is in ``skip`` (already done: ``--resume``) are not yielded; they
         still count when chunks are formed, so the remaining documents are batched exactly as
         in an uninterrupted run and get bit-identical probabilities.
+
+        ``actors``: each record's ``parties`` says who takes each of its stances and towards whom
+        (:mod:`diplostance.parties`); False leaves it None.
         """
         if isinstance(documents, str):  # streamed otherwise: never made a list
             documents = [documents]
@@ -192,12 +245,12 @@ class StanceClassifier:
             pending.append((doc, spans))
             count += len(spans)
             if count >= chunk_sentences:
-                yield from self._flush(pending, skip)
+                yield from self._flush(pending, skip, actors)
                 pending, count = [], 0
         if pending:
-            yield from self._flush(pending, skip)
+            yield from self._flush(pending, skip, actors)
 
-    def _flush(self, pending, skip=frozenset()) -> Iterator[list[SentenceRecord]]:
+    def _flush(self, pending, skip=frozenset(), actors: bool = True) -> Iterator[list[SentenceRecord]]:
         if all(doc.id in skip for doc, _ in pending):
             return
         texts = [doc.text[s.start:s.end] for doc, spans in pending for s in spans]
@@ -212,6 +265,11 @@ class StanceClassifier:
                                               meta=getattr(doc, "meta", {})))
                 k += 1
             if doc.id not in skip:
+                if actors and records:
+                    roles = self.attributor.document(doc.text, [(r.start, r.end) for r in records],
+                                                     [r.labels for r in records])
+                    for record, parties in zip(records, roles):
+                        record.parties = parties
                 yield records
 
 

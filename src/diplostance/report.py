@@ -35,6 +35,7 @@ nav a{margin-right:1rem}
 .s:hover{outline:2px solid #000}
 .s.none{border:1px dashed #bbb}
 .chip{font-family:sans-serif;font-size:.65rem;vertical-align:super;border:1px solid #666;border-radius:.2rem;padding:0 .2rem;margin-left:.1rem;white-space:nowrap}
+.who{font-family:sans-serif;font-size:.65rem;vertical-align:super;color:#333;margin-left:.2rem;white-space:nowrap}
 .p{display:none} #probs:checked ~ .text .p{display:inline}
 table{border-collapse:collapse;font-family:sans-serif;font-size:.9rem} td,th{border:1px solid #ccc;padding:.2rem .5rem}
 th{cursor:pointer} td.n{text-align:right} tr.total td{font-weight:bold;background:#f2f2f2}
@@ -95,7 +96,28 @@ def _tooltip(record) -> str:
 
 def _chips(record, palette: dict[str, str]) -> str:
     return "".join(f'<span class="chip" style="background:{palette[l]}">{html.escape(l)}'
-                   f'<span class="p"> {record.probabilities[l]:.2f}</span></span>' for l in record.labels)
+                   f'<span class="p"> {record.probabilities[l]:.2f}</span></span>' for l in record.labels) + _who(record)
+
+
+def who_text(parties: dict) -> str:
+    """"actor → target" of a sentence's stances: one for all labels when they agree, else per
+    label ("support: CHN → KHM; opposition: CHN → ?"); ? where nothing resolved."""
+    def one(roles) -> str:
+        actors = "+".join(dict.fromkeys(p.code for p in roles.actors)) or "?"
+        targets = "+".join(dict.fromkeys(p.code for p in roles.targets)) or "?"
+        return f"{actors} → {targets}"
+
+    shown = {label: one(roles) for label, roles in parties.items()}
+    if len(set(shown.values())) <= 1:
+        return next(iter(shown.values()), "")
+    return "; ".join(f"{label}: {text}" for label, text in shown.items())
+
+
+def _who(record) -> str:
+    parties = getattr(record, "parties", None)
+    if not parties:
+        return ""
+    return f'<span class="who" title="actor → target">{html.escape(who_text(parties))}</span>'
 
 
 def document_page(doc, records, model_name: str, labels: LabelSet = DEFAULT, previous: str | None = None,

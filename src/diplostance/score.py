@@ -147,13 +147,16 @@ def score_inputs(model: str | Path, inputs: list[str], out: str | None = None, h
                  allow_unguarded: bool = False, threads: int = 0, batch_size: int = 32,
                  splitter: str = "default", id_field: str = "id", text_field: str = "text",
                  resume: bool = False, force: bool = False, quiet: bool = False,
-                 max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, stream=None) -> ScoreSummary:
+                 max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, stream=None, actors: bool = True,
+                 attribution: str = "auto") -> ScoreSummary:
     """Score ``inputs`` (paths, folders, tables, or ``-`` for standard input) with the model
     directory ``model``; rows go to ``out`` (.jsonl, .csv, .parquet; JSONL on ``stream``, standard
     output by default, when None), one HTML page per document to the folder ``html``, a JSON
     summary per document to ``summary``.  ``resume`` skips the documents already complete in
     ``out``; ``force`` replaces existing outputs.  Every check runs before any output is touched.
-    Warnings and progress go to standard error unless ``quiet``."""
+    Warnings and progress go to standard error unless ``quiet``.  ``actors``: every row says who
+    takes each stance and towards whom (``actors``, ``targets``, their spans, ``parties`` per
+    label; ``attribution``: the method, :class:`diplostance.parties.Attributor`)."""
     from tqdm import tqdm
 
     from .outputs import RowWriter
@@ -165,6 +168,9 @@ def score_inputs(model: str | Path, inputs: list[str], out: str | None = None, h
     try:
         clf = StanceClassifier.load(model, backend=backend, splitter=splitter, batch_size=batch_size,
                                     threads=threads or None, allow_unguarded=allow_unguarded, device=device)
+        clf.attribution = attribution
+        if actors:
+            clf.attributor  # noqa: B018  (an unknown method or a missing model fails before any row)
         # the backend that runs (what backend resolved to), for --resume to compare
         writer.start({"model": clf.name, "model_version": clf.version, "model_path": str(model),
                       "backend": clf.backend.name})
@@ -208,7 +214,7 @@ def score_inputs(model: str | Path, inputs: list[str], out: str | None = None, h
             yield doc
 
     try:
-        for records in clf.score(tracked(), skip=writer.done):
+        for records in clf.score(tracked(), skip=writer.done, actors=actors):
             if not records:
                 continue
             doc = pending.pop(records[0].doc_id)
