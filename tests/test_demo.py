@@ -8,8 +8,9 @@ from conftest import ROOT, DATA
 def test_demo_trains_if_needed_then_scores_the_samples(tmp_path, monkeypatch):
     recipe = tmp_path / "recipe.toml"
     text = (ROOT / "training" / "tiny.toml").read_text()
-    text = text.replace('output = "models/tiny"', f'output = "{tmp_path / "model"}"')
-    text = text.replace('"data/sentences/', f'"{DATA}/sentences/')
+    text = text.replace('output = "../models/tiny"', f'output = "{tmp_path / "model"}"')
+    text = text.replace('"../data/sentences/', f'"{DATA}/sentences/')
+    assert str(DATA) in text and str(tmp_path / "model") in text
     recipe.write_text(text)
     samples = tmp_path / "samples"
     samples.mkdir()

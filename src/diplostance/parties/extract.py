@@ -537,7 +537,7 @@ def parse_roles(doc, text: str, start: int, mentions: list[Mention], labels: lis
     for label in labels:
         verbs = [t for t in doc if t.lemma_ in LEXICON.get(label, ()) and t.pos_ in ("VERB", "ADJ", "AUX", "NOUN")]
         others = [t for t in doc if t.pos_ in ("VERB", "ADJ") and t.lemma_ not in LEXICON.get(label, ())
-                  and any(t.lemma_ in LEXICON[l] for l in labels if l != label)]
+                  and any(t.lemma_ in LEXICON.get(l, ()) for l in labels if l != label)]
         chosen = candidates
         if verbs and others:  # a sentence with two stances: the targets under this label's verb
             ranges = [r for v in verbs for r in _subtree_chars(v, start, stop=others)]
