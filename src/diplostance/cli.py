@@ -459,9 +459,22 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     """The package's notes (``logging`` under ``diplostance``) on standard error, one line each."""
     import logging
 
+    class StderrHandler(logging.StreamHandler):
+        """Writes to ``sys.stderr`` as it is at each note, not as it was when the handler was
+        made: a later ``main()`` in the same process (tests capturing standard error, an
+        embedding script) otherwise wrote into the first call's stream, closed by then."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
     logger = logging.getLogger("diplostance")
     if not any(getattr(h, "_diplostance", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("diplostance: %(message)s"))
         handler._diplostance = True
         logger.addHandler(handler)
