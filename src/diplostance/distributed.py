@@ -44,7 +44,9 @@ PARTY_KINDS = {"actors": "strings", "targets": "strings", "actor_spans": "json",
                "parties": "json"}
 #: CPUs asked by each task that reads files or writes rows: a share of one, so that reading and
 #: writing always fit beside the actors (with whole CPUs, Ray Data's reservations starved the
-#: reading for minutes on a 2-CPU cluster whose other CPU an actor held).
+#: reading for minutes on a 2-CPU cluster whose other CPU an actor held).  Parsing asks it too,
+#: which also keeps Ray from fusing it into the actors: fused, all the documents of one file
+#: went to one actor, however many there were.
 IO_CPUS = 0.25
 DOCUMENT_COLUMNS = ("doc_id", "text", "source", "warning", "meta", "error")
 
@@ -217,6 +219,9 @@ def score_documents_dataset(docs, model_dir: str | Path, *, errors: str, workers
     """A dataset of documents (:data:`DOCUMENT_COLUMNS`) into a dataset of sentence rows."""
     from ray.data import ActorPoolStrategy
 
+    # Blocks of one batch each: an actor takes whole blocks, so a file read as one block would go
+    # to one actor however many there are.
+    docs = docs.repartition(target_num_rows_per_block=docs_per_batch)
     return docs.map_batches(
         Scorer, batch_format="pyarrow", batch_size=docs_per_batch, compute=ActorPoolStrategy(size=workers),
         num_cpus=threads, fn_constructor_kwargs=dict(
@@ -241,7 +246,7 @@ def score_dataset(ds, model_dir: str | Path, *, errors: str, id_field: str = "id
     ...                      errors="s3://bucket/scored/_errors", workers=8, threads=2)
     >>> rows.write_parquet("s3://bucket/scored/")
     """
-    docs = ds.map_batches(rows_to_documents, batch_format="pyarrow", fn_kwargs=dict(
+    docs = ds.map_batches(rows_to_documents, batch_format="pyarrow", num_cpus=IO_CPUS, fn_kwargs=dict(
         id_field=id_field, text_field=text_field, source_field=source_field, max_doc_bytes=max_doc_bytes))
     return score_documents_dataset(docs, model_dir, errors=errors, workers=workers, threads=threads,
                                    backend=backend, batch_size=batch_size, splitter=splitter,
@@ -478,7 +483,7 @@ def score_with_ray(model: str | Path, inputs: list[str], out: str | None, *, add
     before = count_rows(out_dir)
     if files:
         docs = ray.data.read_binary_files(files, include_paths=True, num_cpus=IO_CPUS).map_batches(
-            read_files, batch_format="pyarrow", batch_size=1, fn_kwargs=dict(
+            read_files, batch_format="pyarrow", batch_size=1, num_cpus=IO_CPUS, fn_kwargs=dict(
                 id_field=id_field, text_field=text_field, max_doc_bytes=max_doc_bytes, idents=idents))
         rows = score_documents_dataset(docs, model, errors=errors, workers=workers, threads=threads, backend=backend,
                                        batch_size=batch_size, splitter=splitter, allow_unguarded=allow_unguarded,
