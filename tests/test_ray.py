@@ -75,7 +75,9 @@ def test_ray_rows_equal_local_rows_and_failures_go_to_the_errors_table(tiny_mode
     out = tmp_path / "scored"
     assert main(["score", str(tiny_model.output), str(folder), "--out", str(out), *RAY]) == 1
 
-    assert_same_rows(read_rows(local), dataset_rows(out))
+    rows = dataset_rows(out)
+    assert_same_rows(read_rows(local), rows)
+    assert {"actors", "targets", "actor_spans", "target_spans", "parties"} <= set(rows[0])  # who to whom too
     failures = {(f.id, f.source, f.reason) for f in read_failures(out)}
     assert any(i == "a.jsonl#empty" and "empty document" in reason for i, _, reason in failures)
     assert any(source.endswith("a.jsonl:32") and "missing id" in reason for _, source, reason in failures)
