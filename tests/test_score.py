@@ -186,3 +186,33 @@ def test_resume_after_kill_gives_the_clean_output(tiny_model, tmp_path):
                  "--batch-size", "1"]) == 0
     assert out.read_text(encoding="utf-8") == clean.read_text(encoding="utf-8")
     assert not partial.exists()
+
+
+def test_score_batch_isolates_a_document_that_raises(tiny_model):
+    """The engines' one function (``score_batch``): a document whose scoring raises is a failure
+    naming the exception; the rest of its batch is scored, with the rows local scoring writes."""
+    from types import SimpleNamespace
+
+    from diplostance.classifier import StanceClassifier
+    from diplostance.documents import Document
+    from diplostance.score import score_batch, score_documents
+
+    clf = StanceClassifier.load(tiny_model.output)
+    docs = [Document("a", "Le Canada condamne fermement ces frappes. Il appelle au calme.", "a.txt"),
+            Document("b", "BOOM. Rien ne va plus.", "b.txt"),
+            Document("c", "Les deux parties sont convenues d'ouvrir une ligne aérienne directe.", "c.txt")]
+    expected = [row for item in score_documents(clf, [docs[0], docs[2]]) for row in item.rows]
+    split = clf.splitter.split
+
+    def boom(text):
+        if "BOOM" in text:
+            raise RuntimeError("the splitter broke")
+        return split(text)
+
+    clf.splitter = SimpleNamespace(split=boom)
+    rows, failures = score_batch(clf, docs)
+    assert [(f.id, f.source) for f in failures] == [("b", "b.txt")]
+    assert "RuntimeError: the splitter broke" in failures[0].reason
+    assert [(r["doc_id"], r["sentence_index"], r["text"]) for r in rows] == \
+        [(r["doc_id"], r["sentence_index"], r["text"]) for r in expected]
+    assert all(abs(r[k] - e[k]) <= 1e-6 for r, e in zip(rows, expected) for k in r if k.startswith("p_"))

@@ -180,11 +180,11 @@ class StanceClassifier:
 
     @property
     def name(self) -> str:
-        return self.meta.name or self.path.name
+        return model_name(self.path, self.meta)
 
     @property
     def version(self) -> str:
-        return f"{self.meta.created} ({self.meta.training_data.get('fingerprint', '')[:19]})"
+        return model_version(self.meta)
 
     # ------------------------------------------------------------------ sentences
     def predict_proba(self, sentences: list[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -271,6 +271,16 @@ class StanceClassifier:
                     for record, parties in zip(records, roles):
                         record.parties = parties
                 yield records
+
+
+def model_name(path: str | Path, meta) -> str:
+    """The ``model`` of the rows: the model's own name, else its folder's."""
+    return meta.name or Path(path).name
+
+
+def model_version(meta) -> str:
+    """The ``model_version`` of the rows: when it was trained, on which data."""
+    return f"{meta.created} ({meta.training_data.get('fingerprint', '')[:19]})"
 
 
 def _items(items):

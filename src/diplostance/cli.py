@@ -7,6 +7,8 @@
                                                                evaluate.evaluate_model
     diplostance score MODEL INPUT... [--out FILE] [--html DIR] [--summary FILE] ...
                                                                score.score_inputs
+    diplostance score MODEL INPUT... --engine ray [--address A] [--workers N] --out DIR/
+                                                               distributed.score_with_ray
     diplostance guard MODEL [--split dev | --data FILE] [--backends auto]
                                                                backends.guard.check_model
     diplostance baseline [--config CONFIG] [--split test] [--out DIR]
@@ -117,6 +119,10 @@ def cmd_baseline(a: argparse.Namespace) -> int:
 def cmd_score(a: argparse.Namespace) -> int:
     from .score import score_inputs
 
+    if a.engine == "ray":
+        return _score_ray(a)
+    if a.address or a.workers:
+        return _fail("--address and --workers go with --engine ray")
     result = score_inputs(a.model, a.inputs, a.out, a.html, a.summary, backend=a.backend, device=a.device,
                           allow_unguarded=a.allow_unguarded, threads=a.threads, batch_size=a.batch_size,
                           splitter=a.splitter, id_field=a.id_field, text_field=a.text_field, resume=a.resume,
@@ -143,6 +149,22 @@ def cmd_aggregate(a: argparse.Namespace) -> int:
     print(f"{result.stances} stances, {result.unattributed} without an actor; {len(result.rows)} rows by {a.by}"
           + (f"; written: {', '.join(result.files)}" if result.files else ""), file=sys.stderr)
     return 0
+
+
+def _score_ray(a: argparse.Namespace) -> int:
+    from .distributed import score_with_ray
+
+    if a.html or a.summary:
+        return _fail("--html and --summary are written by local scoring only; drop them with --engine ray (the "
+                     "Parquet dataset in --out holds every row)")
+    result = score_with_ray(a.model, a.inputs, a.out, address=a.address, workers=a.workers, threads=a.threads or 1,
+                            backend=a.backend, device=a.device, allow_unguarded=a.allow_unguarded,
+                            batch_size=a.batch_size, splitter=a.splitter, id_field=a.id_field,
+                            text_field=a.text_field, resume=a.resume, force=a.force, quiet=a.quiet,
+                            max_doc_bytes=a.max_doc_bytes, actors=not a.no_actors, attribution=a.attribution)
+    if not a.quiet:
+        print(result.line(), file=sys.stderr)
+    return result.exit_code
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -272,7 +294,8 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
                         "inputs; a table row's id field, prefixed with the table's path and '#' when there are "
                         "several inputs (a.jsonl#17); 'stdin'. A table row's other fields are copied into each "
                         "of its output rows (one named like a fixed column gets the prefix meta_)")
-    p.add_argument("--out", help="output file: .jsonl, .csv or .parquet (default: JSONL on standard output)")
+    p.add_argument("--out", help="output file: .jsonl, .csv or .parquet (default: JSONL on standard output); with "
+                                 "--engine ray, a folder for the Parquet dataset")
     p.add_argument("--html", metavar="DIR", help="write one HTML page per document and an index here")
     p.add_argument("--summary", metavar="FILE", help="write a per-document summary (JSON) here")
     p.add_argument("--batch-size", type=whole_number(1), default=32,
@@ -285,12 +308,21 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto (default: a GPU when PyTorch sees one), cpu or cuda")
     p.add_argument("--allow-unguarded", action="store_true",
                    help="use --backend even where the model's accuracy guard says its decisions stray from fp32")
-    p.add_argument("--threads", type=whole_number(0), default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=whole_number(0), default=0,
+                   help="CPU threads (0: torch's default; with --engine ray, per actor, default 1)")
     p.add_argument("--splitter", default="default", help="sentence splitter (default, punkt, regex, ...)")
     p.add_argument("--id-field", default="id", help="id column of .jsonl/.csv inputs")
     p.add_argument("--text-field", default="text", help="text column of .jsonl/.csv inputs")
     p.add_argument("--resume", action="store_true", help="skip documents already complete in --out")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local (default: this process) or ray: a Ray cluster's actors score the inputs into the "
+                        "Parquet dataset --out DIR/ (the [ray] extra)")
+    p.add_argument("--address", help="with --engine ray: the cluster (auto: the one 'ray start' began here; "
+                                     "ray://HOST:PORT); default: a local cluster on this machine")
+    p.add_argument("--workers", type=whole_number(0), default=0, metavar="N",
+                   help="with --engine ray: actors, each loading the model once and using --threads CPUs "
+                        "(default: as many as the cluster's CPUs allow, one CPU left for reading)")
     p.add_argument("--max-doc-bytes", type=_positive_int, default=DEFAULT_MAX_DOC_BYTES, metavar="N",
                    help=f"a document larger than this is a failure, not read further (default "
                         f"{DEFAULT_MAX_DOC_BYTES:,}); a sentence is scored on its first {MAX_SENTENCE_CHARS:,} "
@@ -459,9 +491,22 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     """The package's notes (``logging`` under ``diplostance``) on standard error, one line each."""
     import logging
 
+    class StderrHandler(logging.StreamHandler):
+        """Writes to ``sys.stderr`` as it is at each note, not as it was when the handler was
+        made: a later ``main()`` in the same process (tests capturing standard error, an
+        embedding script) otherwise wrote into the first call's stream, closed by then."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
     logger = logging.getLogger("diplostance")
     if not any(getattr(h, "_diplostance", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("diplostance: %(message)s"))
         handler._diplostance = True
         logger.addHandler(handler)

@@ -247,12 +247,12 @@ def _jsonl_rows(content: str) -> Iterator[tuple[int, dict | ValueError]]:
         yield number, obj if isinstance(obj, dict) else ValueError("not a JSON object")
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[int, dict | ValueError]]:
+def _parquet_rows(path: Path, raw: bytes | None = None) -> Iterator[tuple[int, dict | ValueError]]:
     import pyarrow.parquet as pq
 
     number = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+        for batch in pq.ParquetFile(path if raw is None else io.BytesIO(raw)).iter_batches(batch_size=256):
             for row in batch.to_pylist():
                 number += 1
                 yield number, {str(k): _json_safe(v) for k, v in row.items()}
@@ -267,7 +267,7 @@ def _table_rows(path: Path, raw: bytes | None, id_field: str, text_field: str, p
     warning = ""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        rows = _parquet_rows(path)
+        rows = _parquet_rows(path, raw)
     else:
         try:
             content, warning = decode(raw)
@@ -365,12 +365,6 @@ def iter_documents(inputs: list[str], id_field: str = "id", text_field: str = "t
 
 
 def _iter_inputs(inputs, id_field, text_field, stdin, max_doc_bytes) -> Iterator[Document | ReadFailure]:
-    root = _common_root(inputs)
-    only_table = len(inputs) == 1 and Path(inputs[0]).is_file()
-
-    def ident_of(file: Path) -> str:
-        return Path(os.path.relpath(os.path.abspath(file), root)).as_posix()
-
     for item in inputs:
         if item == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
@@ -381,18 +375,40 @@ def _iter_inputs(inputs, id_field, text_field, stdin, max_doc_bytes) -> Iterator
                 continue
             yield _text_document("stdin", raw, "-")
             continue
+        for entry in input_files([item], inputs):
+            if isinstance(entry, ReadFailure):
+                yield entry
+            else:
+                path, ident, prefix_rows = entry
+                yield from _read_file(path, ident, id_field, text_field, prefix_rows, max_doc_bytes)
+
+
+def input_files(items: list[str], inputs: list[str] | None = None
+                ) -> Iterator[tuple[Path, str, bool] | ReadFailure]:
+    """The files to read for ``items`` (paths and folders, of the run's ``inputs``: all of them
+    by default), each as (path, document id, whether its table rows' ids get the prefix
+    ``id#``), folders recursively in sorted path order; a file of a type not read, or a missing
+    path, is a :class:`ReadFailure`."""
+    inputs = items if inputs is None else inputs
+    root = _common_root(inputs)
+    only_table = len(inputs) == 1 and Path(inputs[0]).is_file()
+
+    def ident_of(file: Path) -> str:
+        return Path(os.path.relpath(os.path.abspath(file), root)).as_posix()
+
+    for item in items:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
             for file in files:
                 suffix = file.suffix.lower()
                 if suffix in TEXT_SUFFIXES | TABLE_SUFFIXES:
-                    yield from _read_file(file, ident_of(file), id_field, text_field, True, max_doc_bytes)
+                    yield file, ident_of(file), True
                 elif not file.name.startswith("."):
                     yield ReadFailure(str(file), f"skipped: unsupported file type {suffix or '(none)'!r} "
                                                  f"(expected {sorted(TEXT_SUFFIXES | TABLE_SUFFIXES)})")
         elif path.exists():
-            yield from _read_file(path, ident_of(path), id_field, text_field, not only_table, max_doc_bytes)
+            yield path, ident_of(path), not only_table
         else:
             yield ReadFailure(item, "no such file or folder")
 
@@ -420,7 +436,20 @@ def _read_file(path: Path, ident: str, id_field: str, text_field: str, prefix_ro
     except ValueError as exc:
         yield ReadFailure(str(path), str(exc), ident)
         return
-    if is_table:
+    yield from parse_file(path, raw, ident, id_field, text_field, prefix_rows, max_doc_bytes)
+
+
+def parse_file(path: Path, raw: bytes | None, ident: str, id_field: str = "id", text_field: str = "text",
+               prefix_rows: bool = False, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES
+               ) -> Iterator[Document | ReadFailure]:
+    """The documents of one file whose bytes were read already (``raw``; None: a Parquet file
+    read from ``path``), as :func:`iter_documents` yields them: a text file is one document with
+    id ``ident``, a table one per row (ids prefixed with ``ident#`` when ``prefix_rows``).  The
+    engines (:mod:`diplostance.distributed`) read the bytes their own way and parse them here."""
+    if path.suffix.lower() in TABLE_SUFFIXES:
         yield from _table_rows(path, raw, id_field, text_field, f"{ident}#" if prefix_rows else "", max_doc_bytes)
+    elif len(raw) > max_doc_bytes:
+        yield ReadFailure(str(path), f"{len(raw):,} bytes, larger than the maximum document size "
+                                     f"({max_doc_bytes:,} bytes); split it, or raise --max-doc-bytes", ident)
     else:
         yield _text_document(ident, raw, str(path))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +63,74 @@ def document_summary(records: list[SentenceRecord], labels: LabelSet = DEFAULT, 
         best[label] = [{"sentence_index": r.index, "probability": round(r.probabilities[label], 4), "text": r.text}
                        for r in chosen]
     return {"sentences": len(records), "counts": counts, "top": best}
+
+
+# --------------------------------------------------------------------------- documents -> rows
+
+
+@dataclass
+class Scored:
+    """One document's sentence records and their output rows."""
+
+    document: Document
+    records: list[SentenceRecord]
+    rows: list[dict]
+
+
+def score_documents(clf: StanceClassifier, documents: Iterable[Document],
+                    skip: set[str] | frozenset = frozenset(), actors: bool = True) -> Iterator[Scored | ReadFailure]:
+    """The one path from documents to rows, for local scoring and for every engine (Ray): per
+    document not in ``skip``, in input order, its :class:`Scored` rows, or a :class:`ReadFailure`
+    when its text holds no sentence.  Sentences of several documents are batched together as
+    :meth:`StanceClassifier.score` does (documents in ``skip`` still count when batches are
+    formed, so a resumed run gets the probabilities of an uninterrupted one).  ``actors``: the
+    rows say who takes each stance and towards whom (:meth:`StanceClassifier.score`)."""
+    fed: deque[Document] = deque()
+
+    def feed():
+        for doc in documents:
+            if doc.id not in skip:
+                fed.append(doc)
+            yield doc
+
+    for records in clf.score(feed(), skip=skip, actors=actors):  # one list per document not skipped, in order
+        doc = fed.popleft()
+        if not records:
+            yield ReadFailure(doc.source, "no sentence found", doc.id)
+            continue
+        yield Scored(doc, records, [r.row(clf.name, clf.version) for r in records])
+
+
+def score_batch(clf: StanceClassifier, documents: list[Document], skip: set[str] | frozenset = frozenset(),
+                actors: bool = True) -> tuple[list[dict], list[ReadFailure]]:
+    """A batch of documents as (rows, failures), through :func:`score_documents`; an engine's
+    workers call it on their share.  When scoring the batch raises, each document is scored
+    alone, and one that still raises is a failure naming the exception: one bad document never
+    takes a batch's rows with it."""
+    try:
+        return _rows_and_failures(score_documents(clf, documents, skip, actors))
+    except Exception:  # noqa: BLE001 - isolated below, document by document
+        rows, failures = [], []
+        for doc in documents:
+            if doc.id in skip:
+                continue
+            try:
+                r, f = _rows_and_failures(score_documents(clf, [doc], actors=actors))
+            except Exception as exc:  # noqa: BLE001 - the document's failure, reported
+                r, f = [], [ReadFailure(doc.source, f"scoring failed: {type(exc).__name__}: {exc}", doc.id)]
+            rows += r
+            failures += f
+        return rows, failures
+
+
+def _rows_and_failures(items: Iterable[Scored | ReadFailure]) -> tuple[list[dict], list[ReadFailure]]:
+    rows, failures = [], []
+    for item in items:
+        if isinstance(item, ReadFailure):
+            failures.append(item)
+        else:
+            rows += item.rows
+    return rows, failures
 
 
 # --------------------------------------------------------------------------- CLI
@@ -205,20 +275,13 @@ def score_inputs(model: str | Path, inputs: list[str], out: str | None = None, h
                 warn(item.source, item.warning)
             yield item
 
-    pending: dict[str, Document] = {}
-
-    def tracked():
-        for doc in documents():
-            if doc.id not in writer.done:
-                pending[doc.id] = doc
-            yield doc
-
     try:
-        for records in clf.score(tracked(), skip=writer.done, actors=actors):
-            if not records:
+        for item in score_documents(clf, documents(), skip=writer.done, actors=actors):
+            if isinstance(item, ReadFailure):  # a document whose text held no sentence at all
+                result.failures.append(item)
                 continue
-            doc = pending.pop(records[0].doc_id)
-            writer.write_document([r.row(clf.name, clf.version) for r in records])
+            doc, records = item.document, item.records
+            writer.write_document(item.rows)
             result.documents_scored += 1
             if summary:  # kept only when asked for, so memory stays flat otherwise
                 summaries[doc.id] = {"source": doc.source, **document_summary(records, clf.labels)}
@@ -228,9 +291,6 @@ def score_inputs(model: str | Path, inputs: list[str], out: str | None = None, h
             bar.update(1)
             bar.set_postfix(sentences=result.sentences,
                             per_s=f"{result.sentences / max(time.time() - started, 1e-9):.0f}")
-        # documents whose text held no sentence at all (whitespace only is a read failure already)
-        for doc in pending.values():
-            result.failures.append(ReadFailure(doc.source, "no sentence found", doc.id))
         if result.documents_scored == 0 and not writer.done and out and Path(out).exists():
             writer.discard()  # nothing scored (every input failed): an existing output is not emptied
             warn(out, "no document scored; kept as it was")
