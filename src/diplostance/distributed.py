@@ -22,11 +22,12 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .documents import DEFAULT_MAX_DOC_BYTES, Document, ReadFailure
 from .errors import DiplostanceError, OutputExistsError
+from .score import Tally
 
 INSTALL = 'pip install -c constraints.txt -e ".[ray]"'
 RUN_FILE = "_run.json"
@@ -257,23 +258,14 @@ def score_dataset(ds, model_dir: str | Path, *, errors: str, id_field: str = "id
 # --------------------------------------------------------------------------- the command
 
 @dataclass
-class RaySummary:
+class RaySummary(Tally):
     """What :func:`score_with_ray` did."""
 
     model: str
     out: str
     workers: int
     threads: int
-    documents_scored: int = 0
-    documents_skipped_resume: int = 0
-    sentences: int = 0
-    seconds: float = 0.0
     startup_seconds: float = 0.0
-    failures: list[ReadFailure] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failures else 0
 
     def line(self) -> str:
         seconds = max(self.seconds, 1e-9)

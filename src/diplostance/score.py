@@ -18,26 +18,32 @@ from .documents import DEFAULT_MAX_DOC_BYTES, Document, ReadFailure, count_docum
 from .labels import DEFAULT, NONE, LabelSet
 
 
+@dataclass(kw_only=True)
+class Tally:
+    """What a scoring run counted, whatever engine ran it (local, Ray)."""
+
+    documents_scored: int = 0
+    documents_skipped_resume: int = 0
+    sentences: int = 0
+    seconds: float = 0.0
+    failures: list[ReadFailure] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every document was scored, 1 when some failed."""
+        return 1 if self.failures else 0
+
+
 @dataclass
-class ScoreSummary:
+class ScoreSummary(Tally):
     """What :func:`score_inputs` did."""
 
     model: str
     model_path: str
     backend: str
     backend_reason: str
-    documents_scored: int = 0
-    documents_skipped_resume: int = 0
-    sentences: int = 0
-    seconds: float = 0.0
-    failures: list[ReadFailure] = field(default_factory=list)
     #: The files written: ``out``, ``summary``, ``html`` (the index page).
     outputs: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every document was scored, 1 when some failed."""
-        return 1 if self.failures else 0
 
     def line(self) -> str:
         seconds = max(self.seconds, 1e-9)
